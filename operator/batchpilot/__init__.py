@@ -1,0 +1,1 @@
+"""Batchpilot: SLO-driven autoscaling of replicas and Triton dynamic batching."""
