@@ -67,7 +67,7 @@ if need helm version; then
 else
   mod="$WORK/helm-$HELM_VERSION"; mkdir -p "$mod"; cd "$mod"
   printf 'module batchpilot.local/helmbin\ngo 1.24\n' > go.mod
-  go get "helm.sh/helm/v3@$HELM_VERSION"
+  go get "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
   log "building helm $HELM_VERSION"
   go build -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" -o "$DEST/helm.tmp" helm.sh/helm/v3/cmd/helm
   mv "$DEST/helm.tmp" "$DEST/helm"

@@ -1,0 +1,74 @@
+"""Kubernetes I/O for the operator: server-side apply of children, Deployment reads and scaling."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic import DynamicClient
+
+FIELD_MANAGER = "batchpilot"
+
+
+def load_kube_config() -> client.ApiClient:
+    """In-cluster credentials when running in a pod, else KUBECONFIG / ~/.kube/config."""
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.ApiClient()
+
+
+@dataclass(frozen=True)
+class DeploymentState:
+    replicas: int
+    ready_replicas: int
+    updated_replicas: int
+    observed_generation: int
+    generation: int
+
+
+class Kube:
+    def __init__(self, api: client.ApiClient | None = None) -> None:
+        self.api = api or load_kube_config()
+        self.apps = client.AppsV1Api(self.api)
+        self._dynamic: DynamicClient | None = None
+
+    @property
+    def dynamic(self) -> DynamicClient:
+        if self._dynamic is None:
+            self._dynamic = DynamicClient(self.api)
+        return self._dynamic
+
+    def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply with Batchpilot's field manager; idempotent."""
+        resource = self.dynamic.resources.get(api_version=manifest["apiVersion"], kind=manifest["kind"])
+        meta = manifest["metadata"]
+        result = resource.server_side_apply(
+            body=manifest, name=meta["name"], namespace=meta.get("namespace"),
+            field_manager=FIELD_MANAGER, force_conflicts=True,
+        )
+        return dict(result.to_dict())
+
+    def deployment(self, namespace: str, name: str) -> DeploymentState | None:
+        try:
+            d = self.apps.read_namespaced_deployment(name, namespace)
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+        s = d.status or client.V1DeploymentStatus()
+        generation = d.metadata.generation if d.metadata else 0
+        return DeploymentState(
+            replicas=(d.spec.replicas if d.spec else 0) or 0,
+            ready_replicas=s.ready_replicas or 0,
+            updated_replicas=s.updated_replicas or 0,
+            observed_generation=s.observed_generation or 0,
+            generation=generation or 0,
+        )
+
+    def scale(self, namespace: str, name: str, replicas: int) -> None:
+        self.apps.patch_namespaced_deployment_scale(
+            name, namespace, {"spec": {"replicas": replicas}}, field_manager=FIELD_MANAGER)

@@ -1,0 +1,78 @@
+"""InferenceService status: what the operator observed, decided and applied."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from batchpilot.api.base import ApiModel
+
+
+class ObservedMetrics(ApiModel):
+    """The last observation of the service, from Prometheus."""
+
+    arrival_rate: float | None = None
+    """Requests per second arriving at the service."""
+    latency_ms: float | None = None
+    """Server-side latency at the SLO percentile (worst pod), milliseconds."""
+    at: str | None = None
+    """When the observation was taken (RFC 3339)."""
+
+
+class ReplicaChange(ApiModel):
+    """A replica count before and after a decision."""
+
+    from_: int = Field(alias="from")
+    """Replicas before."""
+    to: int
+    """Replicas after."""
+
+
+class LastDecision(ApiModel):
+    """The control loop's latest decision and why."""
+
+    at: str
+    """When it was decided (RFC 3339)."""
+    reason: str
+    """Machine-readable reason (also the Event reason)."""
+    message: str
+    """Human-readable explanation with the inputs that drove it."""
+    replicas: ReplicaChange
+    """Replica count before and after."""
+
+
+class Condition(ApiModel):
+    """A standard Kubernetes condition."""
+
+    type: str
+    """Ready, MetricsAvailable, Autoscaling or SLOMet."""
+    status: Literal["True", "False", "Unknown"]
+    """Whether the condition holds."""
+    reason: str
+    """CamelCase reason."""
+    message: str
+    """Explanation for people."""
+    last_transition_time: str
+    """When status last changed."""
+    observed_generation: int | None = None
+    """The spec generation this condition was computed for."""
+
+
+class InferenceServiceStatus(ApiModel):
+    """Observed state of an InferenceService."""
+
+    observed_generation: int | None = None
+    """The spec generation last reconciled."""
+    replicas: int | None = None
+    """Desired replicas of the Triton Deployment."""
+    ready_replicas: int | None = None
+    """Replicas whose Triton is ready."""
+    selector: str | None = None
+    """Label selector of the Triton pods."""
+    observed: ObservedMetrics | None = None
+    """Latest observation."""
+    last_decision: LastDecision | None = None
+    """Latest scaling decision."""
+    conditions: list[Condition] | None = None
+    """Ready, MetricsAvailable, Autoscaling, SLOMet."""

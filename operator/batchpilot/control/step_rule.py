@@ -1,0 +1,63 @@
+"""The walking skeleton's replica rule: one more replica above the SLO, one fewer after a calm window.
+
+decide() is pure: the operator, tests and simulator call the same function.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from batchpilot.api.spec import InferenceServiceSpec
+from batchpilot.control.types import Decision, History, Observation
+
+CALM_FRACTION = 0.5
+"""Latency below this fraction of the SLO counts as calm (room to remove a replica)."""
+SCALE_UP_COOLDOWN_S = 10.0
+"""Give a new replica's load a moment to register before adding another."""
+
+
+def decide(spec: InferenceServiceSpec, obs: Observation, history: History, now: float) -> Decision:
+    bounds = spec.autoscaling
+    slo = spec.slo.latency_ms
+    current = obs.replicas
+
+    def hold(reason: str, message: str, hist: History = history) -> Decision:
+        return Decision(current, reason, message, hist)
+
+    def scale(to: int, reason: str, message: str) -> Decision:
+        return Decision(to, reason, message, History(calm_since=None, last_scale_at=now))
+
+    if spec.paused:
+        return hold("Paused", "spec.paused is true: observing only")
+    if current < bounds.min_replicas:
+        return scale(bounds.min_replicas, "BelowMinReplicas", f"raise to minReplicas {bounds.min_replicas}")
+    if current > bounds.max_replicas:
+        return scale(bounds.max_replicas, "AboveMaxReplicas", f"lower to maxReplicas {bounds.max_replicas}")
+    if obs.latency_ms is None:
+        # Never act blind: missing metrics must not shrink the service.
+        return hold("MetricsUnavailable", "no fresh latency samples; holding replicas", History(None, history.last_scale_at))
+
+    p = spec.slo.percentile
+    seen = f"p{p} {obs.latency_ms:.1f} ms vs SLO {slo:g} ms"
+    if obs.latency_ms > slo:
+        if current >= bounds.max_replicas:
+            return hold("AtMaxReplicas", f"{seen}; already at maxReplicas {bounds.max_replicas}",
+                        replace(history, calm_since=None))
+        if obs.ready_replicas < current:
+            return hold("WaitingForReplicas", f"{seen}; {current - obs.ready_replicas} replica(s) not ready yet",
+                        replace(history, calm_since=None))
+        if history.last_scale_at is not None and now - history.last_scale_at < SCALE_UP_COOLDOWN_S:
+            return hold("ScaleUpCooldown", f"{seen}; last change {now - history.last_scale_at:.0f}s ago",
+                        replace(history, calm_since=None))
+        return scale(current + 1, "ScaleUp", f"{seen}: add a replica ({current} -> {current + 1})")
+
+    if obs.latency_ms < CALM_FRACTION * slo and current > bounds.min_replicas:
+        calm_since = history.calm_since if history.calm_since is not None else now
+        window = bounds.scale_down_stabilization_seconds
+        if now - calm_since >= window:
+            return scale(current - 1, "ScaleDown",
+                         f"{seen} for {now - calm_since:.0f}s (window {window}s): remove a replica "
+                         f"({current} -> {current - 1})")
+        return hold("Stabilizing", f"{seen}; calm for {now - calm_since:.0f}s of {window}s",
+                    replace(history, calm_since=calm_since))
+    return hold("WithinSLO", seen, replace(history, calm_since=None))

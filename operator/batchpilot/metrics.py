@@ -1,0 +1,20 @@
+"""The operator's own Prometheus metrics: what it saw, decided and did."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+LABELS = ["namespace", "inferenceservice"]
+
+desired_replicas = Gauge("batchpilot_desired_replicas", "Replicas the control loop wants.", LABELS)
+ready_replicas = Gauge("batchpilot_ready_replicas", "Replicas whose Triton is ready.", LABELS)
+observed_latency_ms = Gauge("batchpilot_observed_latency_ms", "Latency at the SLO percentile.", LABELS)
+slo_latency_ms = Gauge("batchpilot_slo_latency_ms", "The SLO's latency target.", LABELS)
+decisions = Counter("batchpilot_decisions_total", "Control-loop decisions by reason.", [*LABELS, "reason"])
+loop_errors = Counter("batchpilot_loop_errors_total", "Control-loop ticks that failed.", LABELS)
+loop_seconds = Histogram("batchpilot_loop_duration_seconds", "Time of one control-loop tick.", LABELS)
+
+
+def serve(port: int, address: str) -> None:
+    if port:
+        start_http_server(port, addr=address)

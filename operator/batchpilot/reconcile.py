@@ -1,0 +1,36 @@
+"""Bring an InferenceService's children to the state its spec describes (idempotent)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from batchpilot.adapters.kube import Kube
+from batchpilot.api.spec import InferenceServiceSpec
+from batchpilot.build.children import Manifest, children
+
+
+def owned_by(manifest: Manifest, owner: dict[str, Any]) -> Manifest:
+    """The manifest with a controller owner reference, so deleting the owner deletes it."""
+    meta = manifest["metadata"]
+    ref = {
+        "apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": owner["metadata"]["name"],
+        "uid": owner["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True,
+    }
+    return {**manifest, "metadata": {**meta, "ownerReferences": [ref]}}
+
+
+def desired_replicas(live: int | None, spec: InferenceServiceSpec) -> int:
+    """Replicas are the control loop's: keep the live count, only clamped into the spec's bounds."""
+    bounds = spec.autoscaling
+    start = bounds.min_replicas if live is None else live
+    return max(bounds.min_replicas, min(bounds.max_replicas, start))
+
+
+def reconcile(kube: Kube, owner: dict[str, Any], spec: InferenceServiceSpec) -> int:
+    """Apply every child; returns the replica count the Deployment was applied with."""
+    name, namespace = owner["metadata"]["name"], owner["metadata"]["namespace"]
+    live = kube.deployment(namespace, name)
+    replicas = desired_replicas(live.replicas if live else None, spec)
+    for manifest in children(name, namespace, spec, replicas):
+        kube.apply(owned_by(manifest, owner))
+    return replicas

@@ -1,0 +1,70 @@
+"""A Triton Python-backend model that behaves like a GPU running a profiled network (see model.py).
+
+The model version directory holds model.py, its sibling profile_curve.py (the interpolation, shared with
+batchpilot), profile.json (a measured curve from sandbox/profiles) and emulator.json (time_scale).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from batchpilot.sandbox.gpu_emulator.profile_curve import EMULATOR_FILE, PROFILE_FILE, ProfileCurve
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+PROFILES_DIR = PACKAGE_DIR.parent / "profiles"
+MODEL_SOURCES = ("model.py", "profile_curve.py")
+DEFAULT_PROFILE = "h100-resnet50-fp16"
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILES_DIR.glob("*.json"))
+
+
+def profile_path(profile: str) -> Path:
+    """Path of a profile given by name (a file in sandbox/profiles) or by path to a JSON file."""
+    named = PROFILES_DIR / f"{profile}.json"
+    if named.exists():
+        return named
+    given = Path(profile)
+    if given.suffix == ".json" and given.exists():
+        return given
+    raise FileNotFoundError(
+        f"GPU profile {profile!r} not found: use one of {available_profiles()} or a path to a .json file"
+    )
+
+
+def model_files(profile: str = DEFAULT_PROFILE, time_scale: float = 1.0) -> dict[str, str]:
+    """File name -> text for the emulator's model version directory."""
+    if time_scale < 0:
+        raise ValueError(f"time_scale must be >= 0, got {time_scale}")
+    profile_text = profile_path(profile).read_text()
+    ProfileCurve.from_json(profile_text)  # fail here, not inside Triton, on a malformed profile
+    files = {name: (PACKAGE_DIR / name).read_text() for name in MODEL_SOURCES}
+    files[PROFILE_FILE] = profile_text
+    files[EMULATOR_FILE] = json.dumps({"time_scale": time_scale}) + "\n"
+    return files
+
+
+def model_configmap(
+    name: str, namespace: str, profile: str = DEFAULT_PROFILE, time_scale: float = 1.0
+) -> dict[str, Any]:
+    """ConfigMap manifest whose keys are the model version directory's files (mount it at <model>/1)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {
+                "app.kubernetes.io/component": "gpu-emulator",
+                "app.kubernetes.io/part-of": "batchpilot",
+            },
+            "annotations": {
+                "batchpilot.io/gpu-profile": profile,
+                "batchpilot.io/time-scale": str(time_scale),
+            },
+        },
+        "data": model_files(profile, time_scale),
+    }

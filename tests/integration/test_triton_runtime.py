@@ -1,0 +1,177 @@
+"""The wheel's real tritonserver runs the GPU emulator on CPU: it batches, and batches take the profiled time."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.http.aio as triton_aio
+from tritonclient.http import InferInput
+
+from batchpilot.sandbox.gpu_emulator import model_files
+from batchpilot.sandbox.gpu_emulator.profile_curve import ProfileCurve
+from batchpilot.sandbox.process import spawn, stop_process, tail
+from batchpilot.sandbox.triton_runtime import find_triton, prepare_backend_dir, server_argv, triton_env
+
+ADDRESS = "127.0.0.201"  # the sandbox kubelet hands out 127.0.0.2 upward; keep clear of it
+TIME_SCALE = 10.0  # 10x slower than an H100, so timings stand well above Python's overheads
+MAX_BATCH = 64
+CONFIG = f"""backend: "python"
+max_batch_size: {MAX_BATCH}
+dynamic_batching {{ max_queue_delay_microseconds: 5000 }}
+instance_group [{{ kind: KIND_CPU, count: 1 }}]
+"""
+
+
+@pytest.fixture(scope="module")
+def triton_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A tritonserver with the emulator loaded (explicit model control) on ADDRESS:8000."""
+    root = tmp_path_factory.mktemp("triton")
+    version_dir = root / "models" / "emulator" / "1"
+    version_dir.mkdir(parents=True)
+    for name, text in model_files("h100-resnet50-fp16", TIME_SCALE).items():
+        (version_dir / name).write_text(text)
+    (version_dir.parent / "config.pbtxt").write_text(CONFIG)
+    install = find_triton()
+    backends = prepare_backend_dir(root / "backends", install)
+    args = [
+        f"--model-repository={root / 'models'}",
+        "--model-control-mode=explicit",
+        "--load-model=emulator",
+        "--strict-readiness=true",
+        "--metrics-config=summary_latencies=true",
+    ]
+    log = root / "tritonserver.log"
+    proc = spawn(server_argv(install, backends, ADDRESS, args), log, env=triton_env(install=install))
+    url = f"http://{ADDRESS}:8000"
+    try:
+        _wait_ready(url, proc.pid, log, timeout_s=90)
+        asyncio.run(_warm_up(url))
+        yield url
+    finally:
+        stop_process(proc, grace_s=10)
+
+
+def _wait_ready(url: str, pid: int, log: Path, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not Path(f"/proc/{pid}").exists():
+            break
+        try:
+            with urllib.request.urlopen(f"{url}/v2/health/ready", timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"tritonserver did not become ready at {url}; log tail:\n{tail(log, 40)}")
+
+
+async def _warm_up(url: str) -> None:
+    """Both tests send the same shape; the first request ever pays one-off costs in the stub. Paid here."""
+    client = triton_aio.InferenceServerClient(url.removeprefix("http://"))
+    try:
+        await _infer(client, 2)
+    finally:
+        await client.close()
+
+
+def _input(rows: int) -> InferInput:
+    data = np.arange(rows * 4, dtype=np.float32).reshape(rows, 4)
+    tensor = InferInput("INPUT", [rows, 4], "FP32")
+    tensor.set_data_from_numpy(data)
+    return tensor
+
+
+async def _infer(client: triton_aio.InferenceServerClient, rows: int) -> float:
+    """Seconds one request took, end to end; checks OUTPUT echoes INPUT."""
+    start = time.perf_counter()
+    result = await client.infer("emulator", [_input(rows)])
+    elapsed = time.perf_counter() - start
+    expected = np.arange(rows * 4, dtype=np.float32).reshape(rows, 4)
+    np.testing.assert_array_equal(result.as_numpy("OUTPUT"), expected)
+    return elapsed
+
+
+async def _batch_compute_ms(client: triton_aio.InferenceServerClient, sizes: set[int]) -> dict[int, float]:
+    """Mean server-side compute time per executed batch, by batch size, from Triton's statistics.
+
+    Triton records a batch's statistics just after it answers, so the last batch may need a moment.
+    """
+    out: dict[int, float] = {}
+    for _ in range(20):
+        stats = await client.get_inference_statistics("emulator")
+        for entry in stats["model_stats"][0]["batch_stats"]:
+            infer = entry["compute_infer"]
+            out[int(entry["batch_size"])] = infer["ns"] / infer["count"] / 1e6
+        if sizes <= out.keys():
+            break
+        await asyncio.sleep(0.1)
+    return out
+
+
+def _metric(text: str, name: str) -> float:
+    match = re.search(rf"^{name}{{[^}}]*model=\"emulator\"[^}}]*}} (\S+)$", text, re.MULTILINE)
+    assert match, f"{name} missing from /metrics"
+    return float(match.group(1))
+
+
+def test_batch_latency_follows_profile_times_scale(triton_url: str) -> None:
+    curve = ProfileCurve.from_json(model_files()["profile.json"])
+
+    async def scenario() -> tuple[list[float], dict[int, float]]:
+        client = triton_aio.InferenceServerClient(triton_url.removeprefix("http://"))
+        try:
+            wall = [await _infer(client, rows) for rows in (1, 1, 32, 64)]
+            return wall, await _batch_compute_ms(client, {1, 32, 64})
+        finally:
+            await client.close()
+
+    wall, compute = asyncio.run(scenario())
+    for rows in (1, 32, 64):
+        expected_ms = curve.latency_ms(rows) * TIME_SCALE
+        print(f"batch {rows}: compute {compute[rows]:.1f} ms, profile x{TIME_SCALE:g} {expected_ms:.1f} ms")
+    for rows in (1, 32, 64):
+        expected_ms = curve.latency_ms(rows) * TIME_SCALE
+        assert expected_ms <= compute[rows] <= expected_ms * 1.1 + 3, (rows, compute[rows], expected_ms)
+    # End to end adds the 5 ms queue delay and HTTP; a sandbox GPU must still look like the profile.
+    for rows, seconds in zip((1, 1, 32, 64), wall, strict=True):
+        assert (
+            curve.latency_ms(rows) * TIME_SCALE <= seconds * 1000 <= curve.latency_ms(rows) * TIME_SCALE + 100
+        )
+
+
+def _scrape(triton_url: str) -> str:
+    metrics_url = triton_url.replace(":8000", ":8002") + "/metrics"
+    with urllib.request.urlopen(metrics_url, timeout=5) as resp:
+        text: str = resp.read().decode()
+        return text
+
+
+def test_concurrent_requests_are_batched(triton_url: str) -> None:
+    async def burst() -> None:
+        client = triton_aio.InferenceServerClient(triton_url.removeprefix("http://"), conn_limit=64)
+        try:
+            await asyncio.gather(*(_infer(client, 1) for _ in range(48)))
+        finally:
+            await client.close()
+
+    before = _scrape(triton_url)
+    asyncio.run(burst())
+    for _ in range(20):  # statistics land just after the answers
+        after = _scrape(triton_url)
+        inferences = _metric(after, "nv_inference_count") - _metric(before, "nv_inference_count")
+        if inferences >= 48:
+            break
+        time.sleep(0.1)
+    executions = _metric(after, "nv_inference_exec_count") - _metric(before, "nv_inference_exec_count")
+    print(f"48 concurrent requests: {inferences:g} inferences in {executions:g} executions")
+    assert inferences == 48
+    assert executions < inferences / 2, f"{executions} executions for {inferences} inferences: not batched"
+    assert "nv_inference_request_summary_us" in after
