@@ -38,15 +38,15 @@ def _operator(args: argparse.Namespace) -> int:
 
 
 def _sandbox(args: argparse.Namespace) -> int:
-    from batchpilot.sandbox import stack
+    from batchpilot.sandbox.stack import cli
 
-    return stack.cli(args)
+    return cli(args)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from batchpilot.sandbox import demo
+    from batchpilot.sandbox.demo import run
 
-    return demo.run(args)
+    return run(args)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -164,9 +164,15 @@ class PrometheusServer:
     """One Prometheus process on 127.0.0.1 with its config, data and log under workdir."""
 
     def __init__(
-        self, workdir: Path, config: dict[str, Any], port: int | None = None, extra_args: Sequence[str] = ()
+        self,
+        workdir: Path,
+        config: dict[str, Any],
+        port: int | None = None,
+        extra_args: Sequence[str] = (),
+        detach: bool = False,
     ) -> None:
         self.workdir = workdir
+        self.detach = detach
         self.config = config
         self.port = port
         self.extra_args = list(extra_args)
@@ -218,7 +224,7 @@ class PrometheusServer:
             "--log.level=info",
             *self.extra_args,
         ]
-        self.proc = spawn(argv, self.log_path)
+        self.proc = spawn(argv, self.log_path, tie_to_parent=not self.detach)
         try:
             self._wait_ready(timeout)
         except BaseException:

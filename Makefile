@@ -1,0 +1,60 @@
+# Batchpilot: `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export BATCHPILOT_CACHE ?= $(HOME)/.cache/batchpilot
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: help deps k8s-bins prometheus tools crds crds-check lint test test-unit test-integration demo sandbox-up sandbox-down clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[sandbox,dev]'
+	touch $@
+
+deps: $(STAMP) ## create .venv and install the package with its sandbox and dev extras
+
+k8s-bins: ## build etcd, kube-apiserver, kube-controller-manager and helm once into $BATCHPILOT_CACHE
+	@if [ -n "$$KUBEBUILDER_ASSETS" ]; then echo "using KUBEBUILDER_ASSETS=$$KUBEBUILDER_ASSETS"; else hack/build-k8s-bins.sh >/dev/null; fi
+
+prometheus: ## build upstream Prometheus (with Kubernetes discovery) once into $BATCHPILOT_CACHE
+	@hack/build-prometheus.sh >/dev/null
+
+tools: k8s-bins prometheus ## every binary the sandbox needs (kubectl is expected on PATH)
+	@command -v kubectl >/dev/null || { echo "kubectl is required on PATH" >&2; exit 1; }
+
+crds: deps ## regenerate crds/ from the API models
+	$(BIN)/batchpilot crds
+
+crds-check: deps ## fail when crds/ differs from the API models
+	$(BIN)/batchpilot crds --check
+
+lint: deps ## ruff and mypy
+	$(BIN)/ruff check operator tests
+	$(BIN)/mypy
+
+test-unit: deps ## unit tests only (pure logic, no processes)
+	$(BIN)/pytest tests/unit -q $(PYTEST_ARGS)
+
+test: deps tools lint crds-check ## everything CI runs: lint, type check, CRD check, unit, integration and e2e tests
+	$(BIN)/pytest -q -ra --durations=15 $(PYTEST_ARGS)
+
+demo: deps tools ## run the sandbox, a sample InferenceService and a load step; writes out/demo/
+	$(BIN)/batchpilot demo
+
+sandbox-up: deps tools ## start the sandbox in the background (KUBECONFIG is printed)
+	$(BIN)/batchpilot sandbox up
+
+sandbox-down: ## stop a background sandbox
+	$(BIN)/batchpilot sandbox down
+
+clean: ## remove the venv, sandbox state and outputs (keeps the binary cache)
+	rm -rf $(VENV) .sandbox out .pytest_cache .mypy_cache .ruff_cache

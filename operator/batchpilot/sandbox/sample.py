@@ -1,0 +1,58 @@
+"""The sample InferenceService the demo and the closed-loop tests serve: a GPU-emulating model in the sandbox.
+
+The emulator runs the H100 ResNet-50 profile slowed down by `time_scale` (10x: a batch takes ~41-47 ms), with
+`maxBatchSize` 4, so one sandbox replica saturates near 90 requests/s: a load step the CPU sandbox can offer
+(~100-150/s) needs more than one replica, which is what the walking skeleton's loop must discover.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from batchpilot.api.spec import GROUP, KIND, VERSION
+from batchpilot.sandbox.gpu_emulator import DEFAULT_PROFILE, model_configmap
+
+
+@dataclass(frozen=True)
+class SampleService:
+    name: str = "resnet50"
+    namespace: str = "demo"
+    model: str = "resnet50"
+    profile: str = DEFAULT_PROFILE
+    time_scale: float = 10.0
+    max_batch_size: int = 4
+    latency_ms: float = 150.0
+    min_replicas: int = 1
+    max_replicas: int = 4
+    scale_down_stabilization_seconds: int = 30
+
+    @property
+    def model_configmap_name(self) -> str:
+        return f"{self.model}-model"
+
+    def inference_service(self) -> dict[str, Any]:
+        return {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": KIND,
+            "metadata": {"name": self.name, "namespace": self.namespace},
+            "spec": {
+                "model": {"name": self.model, "repository": {"configMap": self.model_configmap_name},
+                          "maxBatchSize": self.max_batch_size},
+                "runtime": {"cpu": "100m", "memory": "512Mi"},
+                "slo": {"latencyMs": self.latency_ms},
+                "autoscaling": {"minReplicas": self.min_replicas, "maxReplicas": self.max_replicas,
+                                "scaleDownStabilizationSeconds": self.scale_down_stabilization_seconds},
+            },
+        }
+
+    def manifests(self) -> list[dict[str, Any]]:
+        """Namespace, model ConfigMap and InferenceService, in apply order."""
+        namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}}
+        model = model_configmap(self.model_configmap_name, self.namespace, self.profile, self.time_scale)
+        return [namespace, model, self.inference_service()]
+
+    def yaml(self) -> str:
+        return yaml.safe_dump_all(self.manifests(), sort_keys=False)

@@ -1,0 +1,256 @@
+"""The whole sandbox on one machine: control plane, CRD, sandbox kubelet, Prometheus and the operator.
+
+`Sandbox` is used three ways: as a context manager by tests and the demo (everything dies with the caller),
+and detached by `batchpilot sandbox up|status|down`, which keep the process ids in `<workdir>/sandbox.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import yaml
+
+from batchpilot.api.crd import crd
+from batchpilot.sandbox.controlplane import ControlPlane
+from batchpilot.sandbox.paths import default_workdir
+from batchpilot.sandbox.process import free_port, pid_alive, spawn, stop_pid, stop_process, tail
+from batchpilot.sandbox.prometheus import FAST_DISCOVERY, PrometheusServer, render_config
+
+NODE_NAME = "sandbox-gpu-0"
+STATE_FILE = "sandbox.json"
+
+
+class SandboxError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """Sizes and periods of a sandbox; the defaults suit the demo and the closed-loop tests."""
+
+    workdir: Path
+    gpus: int = 4
+    operator: bool = True
+    scrape_interval_s: float = 2.0
+    control_interval_s: float = 5.0
+    metrics_window_s: float = 15.0
+    detach: bool = False
+    operator_env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class SandboxState:
+    """What another process needs to use or stop a running sandbox."""
+
+    kubeconfig: str
+    server: str
+    prometheus_url: str
+    operator_metrics: str
+    pids: dict[str, int]
+
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+class Sandbox:
+    def __init__(self, config: SandboxConfig, progress: Progress = _quiet) -> None:
+        self.config = config
+        self.progress = progress
+        self.control_plane = ControlPlane(config.workdir / "control-plane", detach=config.detach)
+        self.prometheus: PrometheusServer | None = None
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.operator_port = 0
+
+    # -- paths and clients
+    @property
+    def kubeconfig(self) -> Path:
+        return self.control_plane.kubeconfig
+
+    @property
+    def logs(self) -> Path:
+        return self.config.workdir / "logs"
+
+    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
+        """Run kubectl against the sandbox; raises with kubectl's own message when it fails."""
+        cmd = ["kubectl", f"--kubeconfig={self.kubeconfig}", *args]
+        done = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=120)
+        if check and done.returncode != 0:
+            raise SandboxError(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")
+        return done.stdout
+
+    def __enter__(self) -> Sandbox:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.stop()
+
+    # -- lifecycle
+    def start(self) -> None:
+        self.config.workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            t0 = time.monotonic()
+            self.progress("starting etcd, kube-apiserver, kube-controller-manager")
+            self.control_plane.start()
+            self.progress(f"control plane ready at {self.control_plane.server} ({time.monotonic() - t0:.0f}s)")
+            self.install_crd()
+            self.progress(f"starting the sandbox kubelet (node {NODE_NAME}, {self.config.gpus} nvidia.com/gpu)")
+            self._start_kubelet()
+            self.operator_port = free_port()
+            self._start_prometheus()
+            self.progress(f"Prometheus ready at {self.prometheus_url}")
+            if self.config.operator:
+                self.start_operator()
+                self.progress(f"operator running (metrics on 127.0.0.1:{self.operator_port})")
+            self._save_state()
+        except BaseException:
+            self.stop()
+            raise
+
+    def install_crd(self) -> None:
+        self.kubectl("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump(crd()))
+        self.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                     f"crd/{crd()['metadata']['name']}")
+
+    def _python(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.procs[name] = spawn([sys.executable, *argv], self.logs / f"{name}.log", env=full_env,
+                                 tie_to_parent=not self.config.detach)
+
+    def _start_kubelet(self) -> None:
+        self._python("kubelet", [
+            "-m", "batchpilot.sandbox.kubelet", f"--kubeconfig={self.kubeconfig}", f"--node-name={NODE_NAME}",
+            f"--gpus={self.config.gpus}", f"--workdir={self.config.workdir / 'kubelet'}", "--backoff-base=2",
+        ])
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            self._check_alive("kubelet")
+            ready = self.kubectl("get", "node", NODE_NAME, "-o",
+                                 "jsonpath={.status.conditions[?(@.type=='Ready')].status}", check=False)
+            if ready == "True":
+                return
+            time.sleep(0.3)
+        raise SandboxError(f"node {NODE_NAME} not Ready after 60s; log:\n{tail(self.logs / 'kubelet.log')}")
+
+    def _start_prometheus(self) -> None:
+        cp = self.control_plane
+        config = render_config(cp.server, cp.ca_file, cp.client_cert, cp.client_key,
+                               self.config.scrape_interval_s, [f"127.0.0.1:{self.operator_port}"])
+        self.prometheus = PrometheusServer(self.config.workdir / "prometheus", config,
+                                           extra_args=FAST_DISCOVERY, detach=self.config.detach)
+        self.prometheus.start()
+
+    @property
+    def prometheus_url(self) -> str:
+        if self.prometheus is None:
+            raise SandboxError("Prometheus is not running")
+        return self.prometheus.url
+
+    def operator_env(self) -> dict[str, str]:
+        return {
+            "KUBECONFIG": str(self.kubeconfig),
+            "BATCHPILOT_PROMETHEUS_URL": self.prometheus_url,
+            "BATCHPILOT_CONTROL_INTERVAL_SECONDS": str(self.config.control_interval_s),
+            "BATCHPILOT_METRICS_WINDOW_SECONDS": str(self.config.metrics_window_s),
+            "BATCHPILOT_METRICS_PORT": str(self.operator_port),
+            "BATCHPILOT_METRICS_ADDRESS": "127.0.0.1",
+            **self.config.operator_env,
+        }
+
+    def start_operator(self) -> None:
+        self._python("operator", ["-m", "batchpilot", "operator"], env=self.operator_env())
+
+    def stop_operator(self) -> None:
+        proc = self.procs.pop("operator", None)
+        if proc is not None:
+            stop_process(proc, grace_s=10)
+
+    def _check_alive(self, name: str) -> None:
+        proc = self.procs.get(name)
+        if proc is not None and proc.poll() is not None:
+            raise SandboxError(f"{name} exited with code {proc.returncode}; last log lines:\n"
+                               + tail(self.logs / f"{name}.log"))
+
+    def stop(self) -> None:
+        """Stop everything this sandbox started: operator, kubelet (and its Triton pods), Prometheus, control plane."""
+        self.stop_operator()
+        kubelet = self.procs.pop("kubelet", None)
+        if kubelet is not None:
+            stop_process(kubelet, grace_s=30)
+        if self.prometheus is not None:
+            self.prometheus.stop()
+        self.control_plane.stop()
+
+    # -- detached use (`batchpilot sandbox up|status|down`)
+    def _save_state(self) -> None:
+        pids = {n: p.pid for n, p in self.procs.items()}
+        pids.update({f"control-plane/{n}": p.pid for n, p in self.control_plane.procs.items()})
+        if self.prometheus is not None and self.prometheus.proc is not None:
+            pids["prometheus"] = self.prometheus.proc.pid
+        state = SandboxState(str(self.kubeconfig), self.control_plane.server, self.prometheus_url,
+                             f"http://127.0.0.1:{self.operator_port}/metrics", pids)
+        (self.config.workdir / STATE_FILE).write_text(json.dumps(asdict(state), indent=1) + "\n")
+
+
+def load_state(workdir: Path) -> SandboxState | None:
+    path = workdir / STATE_FILE
+    return SandboxState(**json.loads(path.read_text())) if path.exists() else None
+
+
+STOP_ORDER = ("operator", "kubelet", "prometheus", "control-plane/kube-controller-manager",
+              "control-plane/kube-apiserver", "control-plane/etcd")
+
+
+def stop_detached(workdir: Path) -> list[str]:
+    """Stop a sandbox started by `sandbox up`, in dependency order; returns the names stopped."""
+    state = load_state(workdir)
+    if state is None:
+        return []
+    stopped = []
+    for name in STOP_ORDER:
+        pid = state.pids.get(name)
+        if pid and pid_alive(pid):
+            stop_pid(pid, grace_s=30 if name == "kubelet" else 10)
+            stopped.append(name)
+    (workdir / STATE_FILE).unlink()
+    return stopped
+
+
+def cli(args: argparse.Namespace) -> int:
+    workdir: Path = (args.workdir or default_workdir()).resolve()
+    if args.action == "up":
+        state = load_state(workdir)
+        if state and any(pid_alive(p) for p in state.pids.values()):
+            print(f"a sandbox is already running in {workdir}; `batchpilot sandbox down` first", file=sys.stderr)
+            return 1
+        config = SandboxConfig(workdir, gpus=args.gpus, operator=not args.no_operator, detach=True)
+        Sandbox(config, progress=lambda m: print(f"[sandbox] {m}", flush=True)).start()
+        print(f"sandbox up; use it with:\n  export KUBECONFIG={workdir / 'control-plane' / 'kubeconfig'}")
+        return 0
+    if args.action == "down":
+        stopped = stop_detached(workdir)
+        print(f"stopped: {', '.join(stopped)}" if stopped else f"no sandbox running in {workdir}")
+        return 0
+    state = load_state(workdir)
+    if state is None:
+        print(f"no sandbox in {workdir}")
+        return 1
+    alive = {name: pid_alive(pid) for name, pid in state.pids.items()}
+    print(f"kubeconfig  {state.kubeconfig}\napi server  {state.server}\nprometheus  {state.prometheus_url}\n"
+          f"operator    {state.operator_metrics}")
+    for name, ok in alive.items():
+        print(f"  {name:40s} {'running' if ok else 'STOPPED'}")
+    return 0 if all(alive.values()) else 1

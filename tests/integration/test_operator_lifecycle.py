@@ -1,0 +1,82 @@
+"""The operator on a real API server: kubectl apply an InferenceService, get serving Triton pods; delete it,
+and every child (processes too) is gone."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import yaml
+
+from batchpilot.sandbox.process import tail
+from batchpilot.sandbox.sample import SampleService
+from batchpilot.sandbox.stack import Sandbox
+from support import http_status, infer, processes_with, wait_for
+
+SAMPLE = SampleService(name="lifecycle", namespace="it-lifecycle", model="emulator", max_replicas=2)
+
+
+def get(sandbox: Sandbox, *args: str) -> Any:
+    out = sandbox.kubectl("get", "-n", SAMPLE.namespace, "-o", "json", *args, check=False)
+    return json.loads(out) if out else None
+
+
+def operator_log(sandbox: Sandbox) -> str:
+    return "operator log:\n" + tail(sandbox.logs / "operator.log", 40) + "\nkubelet log:\n" + \
+        tail(sandbox.logs / "kubelet.log", 20)
+
+
+def test_apply_serves_and_delete_cleans_up(sandbox: Sandbox) -> None:
+    sandbox.kubectl("apply", "-f", "-", stdin=SAMPLE.yaml())
+    isvc = get(sandbox, "inferenceservice", SAMPLE.name)
+    uid = isvc["metadata"]["uid"]
+
+    deployment = wait_for("the Deployment", lambda: get(sandbox, "deployment", SAMPLE.name), 60,
+                          lambda: operator_log(sandbox))
+    owner = deployment["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["uid"], owner["controller"]) == ("InferenceService", uid, True)
+    assert deployment["spec"]["replicas"] == SAMPLE.min_replicas
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--model-control-mode=explicit" in args and "--metrics-config=summary_latencies=true" in args
+    assert get(sandbox, "service", SAMPLE.name)["spec"]["ports"][0]["port"] == 8000
+
+    selector = f"batchpilot.dev/inferenceservice={SAMPLE.name}"
+
+    def ready_pod() -> dict[str, Any] | None:
+        pods = (get(sandbox, "pods", "-l", selector) or {}).get("items", [])
+        for pod in pods:
+            conditions = {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}
+            if pod["status"].get("phase") == "Running" and conditions.get("Ready") == "True":
+                return dict(pod)
+        return None
+
+    pod = wait_for("a Running, Ready Triton pod", ready_pod, 180, lambda: operator_log(sandbox))
+    replica_sets = get(sandbox, "replicasets", "-l", selector)["items"]
+    assert [rs["metadata"]["ownerReferences"][0]["name"] for rs in replica_sets] == [SAMPLE.name]
+    ip = pod["status"]["podIP"]
+    assert ip.startswith("127.") and ip != "127.0.0.1"
+    assert http_status(f"http://{ip}:8000/v2/health/ready") == 200
+    assert http_status(f"http://{ip}:8000/v2/models/{SAMPLE.model}/ready") == 200
+    assert infer(f"{ip}:8000", SAMPLE.model) == [1.0, 2.0, 3.0, 4.0]
+    assert processes_with("tritonserver", f"--http-address={ip}")
+
+    status = wait_for("status from the operator", lambda: (get(sandbox, "inferenceservice", SAMPLE.name)
+                                                          or {}).get("status", {}).get("selector"), 60)
+    assert status == selector
+    # What the user applied is what the API server holds: the operator never writes spec.
+    live = get(sandbox, "inferenceservice", SAMPLE.name)
+    assert live["spec"]["slo"] == {"latencyMs": SAMPLE.latency_ms, "percentile": 95}
+    diff = sandbox.kubectl("diff", "-f", "-", stdin=yaml.safe_dump(SAMPLE.inference_service()), check=False)
+    assert diff == "", diff
+
+    sandbox.kubectl("delete", "inferenceservice", "-n", SAMPLE.namespace, SAMPLE.name, "--wait=true")
+
+    def all_gone() -> bool:
+        return all(not (get(sandbox, kind, "-l", selector) or {}).get("items")
+                   for kind in ("deployments", "replicasets", "pods", "services", "configmaps"))
+
+    wait_for("Deployment, ReplicaSet, Pods, Service and ConfigMap to be deleted", all_gone, 120,
+             lambda: operator_log(sandbox))
+    wait_for("the pod's tritonserver to exit", lambda: not processes_with("tritonserver", f"--http-address={ip}"),
+             60)
+    assert http_status(f"http://{ip}:8000/v2/health/ready") is None

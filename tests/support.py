@@ -1,0 +1,61 @@
+"""Helpers shared by the integration and e2e tests (pytest puts tests/ on sys.path through conftest)."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def wait_for(what: str, check: Callable[[], T | None], timeout_s: float, detail: Callable[[], str] = str) -> T:
+    """Poll check until it returns a truthy value; fail naming what was awaited (plus detail())."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}\n{detail()}")
+
+
+def processes_with(*needles: str) -> list[int]:
+    """PIDs whose command line contains every needle (to prove a pod's processes are gone)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "stat").read_text().split(") ", 1)[1][:1]
+        except (OSError, IndexError):
+            continue
+        if state != "Z" and all(n in cmdline for n in needles):
+            pids.append(int(entry.name))
+    return pids
+
+
+def http_status(url: str) -> int | None:
+    """HTTP status of a GET, None when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=3) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as e:
+        return e.code
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+def infer(address: str, model: str) -> list[float]:
+    """One KServe-v2 inference of a [1, 4] FP32 tensor against the GPU emulator."""
+    body = {"inputs": [{"name": "INPUT", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
+    request = urllib.request.Request(f"http://{address}/v2/models/{model}/infer", data=json.dumps(body).encode(),
+                                     method="POST")
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        data: list[float] = json.loads(resp.read())["outputs"][0]["data"]
+        return data

@@ -1,0 +1,73 @@
+"""The walking skeleton's replica rule, table-driven: inputs -> replicas and reason."""
+
+from __future__ import annotations
+
+import pytest
+
+from batchpilot.api.spec import InferenceServiceSpec
+from batchpilot.control.step_rule import CALM_FRACTION, SCALE_UP_COOLDOWN_S, decide
+from batchpilot.control.types import History, Observation
+
+NOW = 1_000_000.0
+
+
+def spec(paused: bool = False, lo: int = 1, hi: int = 4, window: int = 60) -> InferenceServiceSpec:
+    return InferenceServiceSpec.model_validate({
+        "model": {"name": "m", "repository": {"configMap": "m-files"}},
+        "slo": {"latencyMs": 100},
+        "autoscaling": {"minReplicas": lo, "maxReplicas": hi, "scaleDownStabilizationSeconds": window},
+        "paused": paused,
+    })
+
+
+def obs(replicas: int, latency: float | None, ready: int | None = None) -> Observation:
+    return Observation(at=NOW, replicas=replicas, ready_replicas=replicas if ready is None else ready,
+                       latency_ms=latency, arrival_rate=10.0)
+
+
+CASES = [
+    # name, spec, observation, history, expected replicas, expected reason
+    ("breach adds one", spec(), obs(2, 150), History(), 3, "ScaleUp"),
+    ("breach at max holds", spec(hi=2), obs(2, 150), History(), 2, "AtMaxReplicas"),
+    ("breach while a replica starts holds", spec(), obs(2, 150, ready=1), History(), 2, "WaitingForReplicas"),
+    ("breach inside cooldown holds", spec(), obs(2, 150), History(last_scale_at=NOW - SCALE_UP_COOLDOWN_S / 2),
+     2, "ScaleUpCooldown"),
+    ("breach after cooldown adds", spec(), obs(2, 150), History(last_scale_at=NOW - SCALE_UP_COOLDOWN_S), 3,
+     "ScaleUp"),
+    ("within SLO holds", spec(), obs(2, 80), History(), 2, "WithinSLO"),
+    ("calm starts the window", spec(), obs(2, 10), History(), 2, "Stabilizing"),
+    ("calm for the window removes one", spec(window=60), obs(3, 10), History(calm_since=NOW - 60), 2,
+     "ScaleDown"),
+    ("calm at min holds", spec(lo=2), obs(2, 10), History(calm_since=NOW - 600), 2, "WithinSLO"),
+    ("no metrics never scales down", spec(), obs(3, None), History(calm_since=NOW - 600), 3,
+     "MetricsUnavailable"),
+    ("paused freezes", spec(paused=True), obs(2, 500), History(), 2, "Paused"),
+    ("below min is raised", spec(lo=2), obs(1, None), History(), 2, "BelowMinReplicas"),
+    ("above max is lowered", spec(hi=3), obs(5, 10), History(), 3, "AboveMaxReplicas"),
+]
+
+
+@pytest.mark.parametrize(("spec_", "observation", "history", "replicas", "reason"),
+                         [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_rule(spec_: InferenceServiceSpec, observation: Observation, history: History, replicas: int,
+              reason: str) -> None:
+    decision = decide(spec_, observation, history, NOW)
+    assert (decision.replicas, decision.reason) == (replicas, reason), decision.message
+
+
+def test_a_blip_above_calm_restarts_the_window() -> None:
+    calm = decide(spec(), obs(3, 10), History(), NOW)
+    blip = decide(spec(), obs(3, CALM_FRACTION * 100 + 1), calm.history, NOW + 30)
+    after = decide(spec(), obs(3, 10), blip.history, NOW + 61)
+    assert after.reason == "Stabilizing" and after.replicas == 3
+
+
+def test_scaling_starts_the_cooldown_and_clears_calm() -> None:
+    up = decide(spec(), obs(2, 150), History(calm_since=NOW - 5), NOW)
+    assert up.history == History(calm_since=None, last_scale_at=NOW)
+    again = decide(spec(), obs(3, 150), up.history, NOW + 1)
+    assert again.reason == "ScaleUpCooldown"
+
+
+def test_the_message_names_the_percentile_and_the_slo() -> None:
+    assert "p95 150.0 ms vs SLO 100 ms" in decide(spec(), obs(2, 150), History(), NOW).message
