@@ -33,6 +33,9 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
             continue
         if key == "properties":
             out[key] = {name: _structural(v, defs) for name, v in value.items()}
+        elif key == "default" and isinstance(value, dict):
+            # Unset optionals are left out of an object's default: the API server refuses nulls there.
+            out[key] = {k: v for k, v in value.items() if v is not None}
         elif key in ("exclusiveMinimum", "exclusiveMaximum"):
             # JSON Schema's numeric form -> OpenAPI v3.0's boolean form, which Kubernetes requires.
             out["minimum" if key == "exclusiveMinimum" else "maximum"] = value
