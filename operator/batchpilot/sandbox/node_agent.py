@@ -47,7 +47,7 @@ class NodeSpec:
             "kubernetes.io/os": "linux",
             "kubernetes.io/arch": "amd64",
             "nvidia.com/gpu.present": "true",
-            "batchpilot.io/sandbox": "true",
+            "batchpilot.dev/sandbox": "true",
             **self.labels,
         }
 

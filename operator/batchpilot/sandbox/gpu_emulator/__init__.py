@@ -62,8 +62,8 @@ def model_configmap(
                 "app.kubernetes.io/part-of": "batchpilot",
             },
             "annotations": {
-                "batchpilot.io/gpu-profile": profile,
-                "batchpilot.io/time-scale": str(time_scale),
+                "batchpilot.dev/gpu-profile": profile,
+                "batchpilot.dev/time-scale": str(time_scale),
             },
         },
         "data": model_files(profile, time_scale),
