@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from batchpilot.adapters.kube import Kube
 from batchpilot.adapters.prometheus import MetricsUnavailable, PrometheusReader
 from batchpilot.adapters.promql import ServiceQueries
 from batchpilot.api.spec import InferenceServiceSpec
-from batchpilot.control.step_rule import decide
+from batchpilot.control.planner import decide
 from batchpilot.control.types import Decision, History, Observation
 from batchpilot.settings import OperatorSettings
 
@@ -37,14 +37,17 @@ def tick(
         return None
     queries = ServiceQueries(namespace, name, spec.model.name, settings.metrics_window_seconds)
     error: str | None = None
-    latency = rate = None
+    metrics = None
     try:
         metrics = prometheus.read(queries, spec.slo.percentile, settings.stale_after_seconds)
-        latency, rate = metrics.latency_ms, metrics.arrival_rate
     except MetricsUnavailable as e:
         error = str(e)
     observation = Observation(at=now, replicas=deployment.replicas, ready_replicas=deployment.ready_replicas,
-                              latency_ms=latency, arrival_rate=rate)
+                              window_s=settings.metrics_window_seconds)
+    if metrics is not None:
+        observation = replace(observation, latency_ms=metrics.latency_ms, arrival_rate=metrics.arrival_rate,
+                              queue_ms=metrics.queue_ms, compute_ms=metrics.compute_ms,
+                              avg_batch_size=metrics.avg_batch_size, pending=metrics.pending)
     decision = decide(spec, observation, history, now)
     acted = decision.changes(observation)
     if acted:

@@ -93,8 +93,7 @@ def control(body: kopf.Body, spec: kopf.Spec, name: str, namespace: str | None, 
     patch.status["conditions"] = render.merge_conditions(previous, updates)
     patch.status["replicas"] = desired
     patch.status["readyReplicas"] = obs.ready_replicas
-    patch.status["observed"] = {"latencyMs": obs.latency_ms, "arrivalRate": obs.arrival_rate,
-                                "at": render.rfc3339(now)}
+    patch.status["observed"] = render.observed(obs, now)
     metrics.desired_replicas.labels(*labels).set(desired)
     metrics.ready_replicas.labels(*labels).set(obs.ready_replicas)
     metrics.slo_latency_ms.labels(*labels).set(parsed.slo.latency_ms)
@@ -102,8 +101,5 @@ def control(body: kopf.Body, spec: kopf.Spec, name: str, namespace: str | None, 
         metrics.observed_latency_ms.labels(*labels).set(obs.latency_ms)
     metrics.decisions.labels(*labels, decision.reason).inc()
     if result.acted:
-        patch.status["lastDecision"] = {
-            "at": render.rfc3339(now), "reason": decision.reason, "message": decision.message,
-            "replicas": {"from": obs.replicas, "to": decision.replicas},
-        }
+        patch.status["lastDecision"] = render.last_decision(obs, decision, now)
         kopf.event(body, type="Normal", reason=decision.reason, message=decision.message)

@@ -19,7 +19,10 @@ pod (seconds on CPU), one replica per 10 s cooldown, then the backlog of the ove
 
 def test_load_step_scales_up_and_p95_returns_under_slo(sandbox: Sandbox) -> None:
     lines: list[str] = []
-    rows = load_step(sandbox, SAMPLE, SCHEDULE, lines.append)
+    try:
+        rows = load_step(sandbox, SAMPLE, SCHEDULE, lines.append)
+    finally:
+        sandbox.kubectl("delete", "namespace", SAMPLE.namespace, "--wait=true", "--timeout=120s", check=False)
     report = "\n".join(lines) + "\noperator log:\n" + tail(sandbox.logs / "operator.log", 30)
     summary = summarize(rows, SAMPLE.latency_ms, STEP_AT_S)
     print(report, "\n", summary)

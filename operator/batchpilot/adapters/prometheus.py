@@ -18,6 +18,10 @@ class MetricsUnavailable(Exception):
 class ServiceMetrics:
     latency_ms: float | None
     arrival_rate: float
+    queue_ms: float | None = None
+    compute_ms: float | None = None
+    avg_batch_size: float | None = None
+    pending: float | None = None
 
 
 class PrometheusReader:
@@ -33,7 +37,8 @@ class PrometheusReader:
             raise MetricsUnavailable(f"Prometheus at {self.url} did not answer: {e}") from e
         if not result:
             return None
-        return float(result[0]["value"][1])
+        value = float(result[0]["value"][1])
+        return None if math.isnan(value) or math.isinf(value) else value
 
     def read(self, queries: ServiceQueries, percentile: int, stale_after_s: float) -> ServiceMetrics:
         age = self._scalar(queries.sample_age_s())
@@ -41,9 +46,14 @@ class PrometheusReader:
             raise MetricsUnavailable("no Triton samples for the service in Prometheus yet")
         if age > stale_after_s:
             raise MetricsUnavailable(f"newest Triton sample is {age:.0f}s old (staleAfter {stale_after_s:g}s)")
-        rate = self._scalar(queries.arrival_rate()) or 0.0
+        answered = self._scalar(queries.answered_rate()) or 0.0
+        rate = answered + max(0.0, self._scalar(queries.pending_growth()) or 0.0)
         latency = self._scalar(queries.latency_ms(percentile))
-        if latency is not None and math.isnan(latency):
+        if latency is None and rate == 0.0:
             # Triton reports NaN quantiles when no request finished in the summary window: idle, not unknown.
-            latency = 0.0 if rate == 0.0 else None
-        return ServiceMetrics(latency_ms=latency, arrival_rate=rate)
+            latency = 0.0
+        return ServiceMetrics(
+            latency_ms=latency, arrival_rate=rate, queue_ms=self._scalar(queries.queue_ms()),
+            compute_ms=self._scalar(queries.compute_ms()), avg_batch_size=self._scalar(queries.avg_batch_size()),
+            pending=self._scalar(queries.pending()),
+        )

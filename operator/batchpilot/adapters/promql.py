@@ -29,10 +29,32 @@ class ServiceQueries:
         quantile = f"{percentile / 100:g}"
         return f'max(nv_inference_request_summary_us{{{self.selector},quantile="{quantile}"}}) / 1000'
 
-    def arrival_rate(self) -> str:
-        w = f"{self.window_s:g}s"
-        return (f"sum(rate(nv_inference_request_success{{{self.selector}}}[{w}]))"
-                f" + sum(rate(nv_inference_request_failure{{{self.selector}}}[{w}]))")
+    def _rate(self, metric: str) -> str:
+        return f"sum(rate({metric}{{{self.selector}}}[{self.window_s:g}s]))"
+
+    def answered_rate(self) -> str:
+        """Requests/s answered, successes and failures."""
+        return f"{self._rate('nv_inference_request_success')} + {self._rate('nv_inference_request_failure')}"
+
+    def pending_growth(self) -> str:
+        """Requests/s by which Triton's queues grow: arrivals the service did not answer in the window."""
+        return (f"sum(deriv(nv_inference_pending_request_count{{{self.selector}}}[{self.window_s:g}s]))")
+
+    def pending(self) -> str:
+        return f"sum(nv_inference_pending_request_count{{{self.selector}}})"
+
+    def per_request_ms(self, counter_us: str) -> str:
+        """Mean of a per-request duration counter (microseconds) over the window, in ms."""
+        return f"{self._rate(counter_us)} / {self._rate('nv_inference_request_success')} / 1000"
+
+    def queue_ms(self) -> str:
+        return self.per_request_ms("nv_inference_queue_duration_us")
+
+    def compute_ms(self) -> str:
+        return self.per_request_ms("nv_inference_compute_infer_duration_us")
+
+    def avg_batch_size(self) -> str:
+        return f"{self._rate('nv_inference_count')} / {self._rate('nv_inference_exec_count')}"
 
     def sample_age_s(self) -> str:
         """Seconds since the freshest scrape of the service's pods."""

@@ -30,6 +30,22 @@ class ModelRepository(ApiModel):
     """Name of a ConfigMap in the same namespace whose keys are the files of model version 1."""
 
 
+class ProfilePoint(ApiModel):
+    """Compute time of one batch size."""
+
+    batch_size: Annotated[int, Field(ge=1, le=4096)]
+    """Batch size."""
+    latency_ms: Annotated[float, Field(gt=0, le=600000)]
+    """Median compute time of one batch of this size, in milliseconds."""
+
+
+class ComputeProfile(ApiModel):
+    """Compute time per batch size measured offline on the target GPU (the points of a profile JSON)."""
+
+    points: Annotated[list[ProfilePoint], Field(min_length=1, max_length=64)]
+    """Measured points; the control loop interpolates between them and refines them from live traffic."""
+
+
 class ModelSpec(ApiModel):
     """The Triton model this service serves."""
 
@@ -41,6 +57,8 @@ class ModelSpec(ApiModel):
     """Triton backend (python, onnxruntime, tensorrt, pytorch, ...)."""
     max_batch_size: Annotated[int, Field(ge=0, le=4096)] = 32
     """Largest batch Triton may form; 0 disables batching for the model."""
+    profile: ComputeProfile | None = None
+    """Optional offline profile that seeds the capacity model; without it the model is learned from traffic."""
 
 
 class RuntimeSpec(ApiModel):

@@ -16,6 +16,14 @@ class ObservedMetrics(ApiModel):
     """Requests per second arriving at the service."""
     latency_ms: float | None = None
     """Server-side latency at the SLO percentile (worst pod), milliseconds."""
+    queue_ms: float | None = None
+    """Mean time a request waited in Triton's queue, milliseconds."""
+    compute_ms: float | None = None
+    """Mean compute time per request (the batch it ran in), milliseconds."""
+    avg_batch_size: float | None = None
+    """Inferences per model execution."""
+    pending: float | None = None
+    """Requests queued in Triton, all pods."""
     at: str | None = None
     """When the observation was taken (RFC 3339)."""
 
@@ -40,6 +48,8 @@ class LastDecision(ApiModel):
     """Human-readable explanation with the inputs that drove it."""
     replicas: ReplicaChange
     """Replica count before and after."""
+    predicted_latency_ms: float | None = None
+    """Latency the capacity model predicted for the new replica count (absent: no model yet)."""
 
 
 class Condition(ApiModel):

@@ -6,6 +6,8 @@ import datetime as dt
 from typing import Any
 
 from batchpilot.api.spec import InferenceServiceSpec
+from batchpilot.api.status import LastDecision, ObservedMetrics, ReplicaChange
+from batchpilot.control.types import Decision, Observation
 
 
 def rfc3339(ts: float) -> str:
@@ -49,3 +51,26 @@ def slo_condition(previous: list[dict[str, Any]] | None, spec: InferenceServiceS
                          generation, now)
     return condition(previous, "SLOMet", False, "SLOBreached", f"p{p} {latency_ms:.1f} ms > {slo:g} ms",
                      generation, now)
+
+
+def _finite(value: float | None) -> float | None:
+    """JSON has no infinity: an overload prediction is shown as absent (the message says 'overload')."""
+    return None if value is None or value != value or value in (float("inf"), float("-inf")) else round(value, 3)
+
+
+def observed(obs: Observation, now: float) -> dict[str, Any]:
+    """status.observed from one observation; absent values are None so the merge patch removes stale ones."""
+    return ObservedMetrics(
+        arrival_rate=_finite(obs.arrival_rate), latency_ms=_finite(obs.latency_ms), queue_ms=_finite(obs.queue_ms),
+        compute_ms=_finite(obs.compute_ms), avg_batch_size=_finite(obs.avg_batch_size),
+        pending=_finite(obs.pending), at=rfc3339(now),
+    ).model_dump(by_alias=True, mode="json")
+
+
+def last_decision(obs: Observation, decision: Decision, now: float) -> dict[str, Any]:
+    """status.lastDecision for a decision that changed something."""
+    return LastDecision(
+        at=rfc3339(now), reason=decision.reason, message=decision.message,
+        replicas=ReplicaChange.model_validate({"from": obs.replicas, "to": decision.replicas}),
+        predicted_latency_ms=_finite(decision.predicted_latency_ms),
+    ).to_wire()

@@ -1,4 +1,6 @@
-"""The walking skeleton's replica rule: one more replica above the SLO, one fewer after a calm window.
+"""The reactive replica rule: one more replica above the SLO, one fewer after a calm window.
+
+The planner falls back to it while the capacity model knows nothing (no profile, no traffic yet).
 
 decide() is pure: the operator, tests and simulator call the same function.
 """
@@ -25,7 +27,7 @@ def decide(spec: InferenceServiceSpec, obs: Observation, history: History, now: 
         return Decision(current, reason, message, hist)
 
     def scale(to: int, reason: str, message: str) -> Decision:
-        return Decision(to, reason, message, History(calm_since=None, last_scale_at=now))
+        return Decision(to, reason, message, replace(history, calm_since=None, last_scale_at=now))
 
     if spec.paused:
         return hold("Paused", "spec.paused is true: observing only")
@@ -35,7 +37,8 @@ def decide(spec: InferenceServiceSpec, obs: Observation, history: History, now: 
         return scale(bounds.max_replicas, "AboveMaxReplicas", f"lower to maxReplicas {bounds.max_replicas}")
     if obs.latency_ms is None:
         # Never act blind: missing metrics must not shrink the service.
-        return hold("MetricsUnavailable", "no fresh latency samples; holding replicas", History(None, history.last_scale_at))
+        return hold("MetricsUnavailable", "no fresh latency samples; holding replicas",
+                    replace(history, calm_since=None))
 
     p = spec.slo.percentile
     seen = f"p{p} {obs.latency_ms:.1f} ms vs SLO {slo:g} ms"

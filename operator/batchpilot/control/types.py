@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from batchpilot.control.capacity import CapacityModel
+
 
 @dataclass(frozen=True)
 class Observation:
@@ -18,7 +20,17 @@ class Observation:
     latency_ms: float | None = None
     """Latency at the SLO percentile, worst pod; None when metrics are missing or stale."""
     arrival_rate: float | None = None
-    """Requests per second arriving at the service."""
+    """Requests per second arriving at the service (answered, plus the growth of the pending queue)."""
+    queue_ms: float | None = None
+    """Mean time a request waited in Triton's queue over the window (fresh, unlike the p95 summary)."""
+    compute_ms: float | None = None
+    """Mean compute time per request over the window: the time of the batch it ran in."""
+    avg_batch_size: float | None = None
+    """Inferences per model execution over the window."""
+    pending: float | None = None
+    """Requests queued in Triton now, all pods."""
+    window_s: float = 0.0
+    """How far back the rates and means reach: evidence older than a change says nothing about it."""
 
 
 @dataclass(frozen=True)
@@ -26,9 +38,11 @@ class History:
     """What the loop carries from one decision to the next."""
 
     calm_since: float | None = None
-    """Since when latency has stayed well below the SLO without a break."""
+    """Since when fewer replicas would have done, without a break."""
     last_scale_at: float | None = None
     """When replicas last changed."""
+    model: CapacityModel = field(default_factory=CapacityModel)
+    """What the loop has learned of one replica's capacity."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +53,8 @@ class Decision:
     reason: str
     message: str
     history: History = field(default_factory=History)
+    predicted_latency_ms: float | None = None
+    """The capacity model's latency at the SLO percentile for the chosen replicas (None: no model yet)."""
 
     def changes(self, observation: Observation) -> bool:
         return self.replicas != observation.replicas

@@ -7,13 +7,14 @@ The emulator runs the H100 ResNet-50 profile slowed down by `time_scale` (10x: a
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 from batchpilot.api.spec import GROUP, KIND, VERSION
-from batchpilot.sandbox.gpu_emulator import DEFAULT_PROFILE, model_configmap
+from batchpilot.sandbox.gpu_emulator import DEFAULT_PROFILE, model_configmap, profile_path
 
 
 @dataclass(frozen=True)
@@ -21,26 +22,37 @@ class SampleService:
     name: str = "resnet50"
     namespace: str = "demo"
     model: str = "resnet50"
-    profile: str = DEFAULT_PROFILE
+    profile_name: str = DEFAULT_PROFILE
     time_scale: float = 10.0
     max_batch_size: int = 4
     latency_ms: float = 150.0
     min_replicas: int = 1
     max_replicas: int = 4
     scale_down_stabilization_seconds: int = 30
+    with_profile: bool = True
+    """Seed the capacity model with the emulator's profile (as a user would with one measured offline)."""
 
     @property
     def model_configmap_name(self) -> str:
         return f"{self.model}-model"
 
+    def profile(self) -> dict[str, Any]:
+        """spec.model.profile: the emulated GPU's curve, slowed by time_scale as the emulator runs it."""
+        points = json.loads(profile_path(self.profile_name).read_text())["points"]
+        return {"points": [{"batchSize": p["batch_size"], "latencyMs": round(p["latency_ms"] * self.time_scale, 3)}
+                           for p in points]}
+
     def inference_service(self) -> dict[str, Any]:
+        model: dict[str, Any] = {"name": self.model, "repository": {"configMap": self.model_configmap_name},
+                                 "maxBatchSize": self.max_batch_size}
+        if self.with_profile:
+            model["profile"] = self.profile()
         return {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": KIND,
             "metadata": {"name": self.name, "namespace": self.namespace},
             "spec": {
-                "model": {"name": self.model, "repository": {"configMap": self.model_configmap_name},
-                          "maxBatchSize": self.max_batch_size},
+                "model": model,
                 "runtime": {"cpu": "100m", "memory": "512Mi"},
                 "slo": {"latencyMs": self.latency_ms},
                 "autoscaling": {"minReplicas": self.min_replicas, "maxReplicas": self.max_replicas,
@@ -51,7 +63,7 @@ class SampleService:
     def manifests(self) -> list[dict[str, Any]]:
         """Namespace, model ConfigMap and InferenceService, in apply order."""
         namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}}
-        model = model_configmap(self.model_configmap_name, self.namespace, self.profile, self.time_scale)
+        model = model_configmap(self.model_configmap_name, self.namespace, self.profile_name, self.time_scale)
         return [namespace, model, self.inference_service()]
 
     def yaml(self) -> str:

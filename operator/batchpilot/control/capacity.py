@@ -1,0 +1,130 @@
+"""Capacity model of one replica: compute time per batch size, and the latency it predicts for a candidate.
+
+Pure. The curve is seeded by an offline profile when the spec gives one and learned online from what Triton
+reports (average batch size, compute time per batch). Where nothing was measured the model is conservative:
+past the largest batch size seen, compute time grows linearly with the batch (no batching gain assumed), so
+an unknown curve over-provisions rather than breaking the SLO.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+LEARN_WEIGHT = 0.3
+"""Weight of a new observation in a batch-size bucket's moving average."""
+OVERHEAD_WEIGHT = 0.2
+"""Weight of a new residual in the learned overhead."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One way to run the service: replicas and the dynamic-batching settings of each."""
+
+    replicas: int
+    max_batch_size: int
+    max_queue_delay_us: int
+
+
+@dataclass(frozen=True)
+class Prediction:
+    latency_ms: float
+    """At the SLO percentile; math.inf when the candidate cannot keep up."""
+    utilization: float
+    """Arrival rate per replica over its capacity at the largest batch."""
+    batch_size: float
+    """Steady-state batch size each replica forms."""
+
+
+@dataclass(frozen=True)
+class CapacityModel:
+    """Compute ms per batch size (seeded and learned points) plus latency the curve does not explain."""
+
+    seed: tuple[tuple[float, float], ...] = ()
+    """(batch size, compute ms) from an offline profile; empty when none was given."""
+    learned: tuple[tuple[float, float], ...] = ()
+    """(batch size bucket, compute ms) learned online, sorted by batch size."""
+    overhead_ms: float = 0.0
+    """Latency the curve does not explain (HTTP, framework, scheduling), learned online; >= 0."""
+
+    @classmethod
+    def from_profile(cls, points: Iterable[tuple[float, float]]) -> CapacityModel:
+        return cls(seed=tuple(sorted((float(b), float(ms)) for b, ms in points)))
+
+    @property
+    def known(self) -> bool:
+        return bool(self.seed or self.learned)
+
+    def _points(self) -> list[tuple[float, float]]:
+        """Learned points override seed points of the same bucket."""
+        merged = {_bucket(b): ms for b, ms in self.seed}
+        merged.update(dict(self.learned))
+        return sorted(merged.items())
+
+    def compute_ms(self, batch_size: float) -> float:
+        """Compute time of one batch: interpolated between points, conservative beyond them."""
+        points = self._points()
+        if not points:
+            raise ValueError("capacity model has no points: observe some traffic or give a profile")
+        xs = [b for b, _ in points]
+        ys = [ms for _, ms in points]
+        if batch_size <= xs[0]:
+            return ys[0]
+        if batch_size >= xs[-1]:
+            return ys[-1] * batch_size / xs[-1]  # past the largest measured batch: no batching gain assumed
+        i = next(k for k in range(len(xs) - 1) if xs[k] <= batch_size <= xs[k + 1])
+        return ys[i] + (ys[i + 1] - ys[i]) * (batch_size - xs[i]) / (xs[i + 1] - xs[i])
+
+    def capacity_per_replica(self, max_batch_size: int) -> float:
+        """Requests/s one replica serves at best, over batch sizes 1..max_batch_size."""
+        largest = float(max(1, max_batch_size))
+        # b / compute_ms(b) is monotone between points, so its best is at a point or at an end.
+        sizes = {1.0, largest, *(b for b, _ in self._points() if 1.0 <= b <= largest)}
+        return max(b / self.compute_ms(b) * 1000.0 for b in sizes)
+
+    def predict(self, arrival_rate: float, candidate: Candidate, percentile: int) -> Prediction:
+        """Latency at the percentile of one replica of the candidate, under Poisson arrivals."""
+        replicas = max(1, candidate.replicas)
+        rate = max(0.0, arrival_rate) / replicas
+        largest = max(1, candidate.max_batch_size)
+        utilization = rate / self.capacity_per_replica(largest)
+        if utilization >= 1.0:
+            return Prediction(math.inf, utilization, float(largest))
+        # Steady state: the next batch holds what arrived during the current one.
+        batch = 1.0
+        for _ in range(30):
+            batch = min(float(largest), max(1.0, rate * self.compute_ms(batch) / 1000.0))
+        service_s = self.compute_ms(batch) / 1000.0
+        q = percentile / 100.0
+        busy = min(1.0, rate * service_s / batch)
+        # An arrival finding the replica busy waits for the batch in progress (uniform over its duration).
+        residual_s = service_s * q if busy > 1.0 - q else service_s * busy
+        # An arrival finding it idle may wait up to the queue delay for the batch to fill.
+        fill_s = 0.0
+        if largest > 1 and rate > 0 and busy < q:
+            fill_s = min(candidate.max_queue_delay_us / 1e6, (largest - 1) / rate)
+        # Queueing beyond the next batch: heavy-traffic bulk-service approximation, exponential tail.
+        queue_s = -math.log(1.0 - q) * service_s / (2.0 * largest) * utilization / (1.0 - utilization)
+        latency_ms = (fill_s + residual_s + service_s + queue_s) * 1000.0 + self.overhead_ms
+        return Prediction(latency_ms, utilization, batch)
+
+    def learn(self, batch_size: float, compute_ms: float) -> CapacityModel:
+        """The model with one more measurement of the compute time of a batch of about batch_size."""
+        if not (batch_size >= 1.0 and compute_ms > 0.0 and math.isfinite(compute_ms)):
+            return self
+        key = _bucket(batch_size)
+        table = dict(self.learned)
+        table[key] = compute_ms if key not in table else (1 - LEARN_WEIGHT) * table[key] + LEARN_WEIGHT * compute_ms
+        return replace(self, learned=tuple(sorted(table.items())))
+
+    def calibrate(self, observed_ms: float, predicted_without_overhead_ms: float) -> CapacityModel:
+        """Learn the overhead from a fresh observation the curve alone under-predicts (never below zero)."""
+        residual = max(0.0, observed_ms - predicted_without_overhead_ms)
+        overhead = (1 - OVERHEAD_WEIGHT) * self.overhead_ms + OVERHEAD_WEIGHT * residual
+        return replace(self, overhead_ms=overhead)
+
+
+def _bucket(batch_size: float) -> float:
+    """Buckets of a quarter batch below 4, whole batches above: fine where GPU curves bend most."""
+    return round(batch_size * 4) / 4 if batch_size < 4 else float(round(batch_size))

@@ -1,0 +1,128 @@
+"""The replica planner: the fewest replicas whose predicted latency meets the SLO with margin.
+
+decide(spec, observation, history, now) -> Decision is pure: the operator, the tests and a simulator call it.
+Each tick it learns from the observation (compute time at the observed batch size, unexplained overhead),
+predicts the latency of every replica count at the observed arrival rate, and picks the cheapest that meets
+`slo.latencyMs * TARGET_FRACTION`. While the model knows nothing yet it falls back to the reactive rule.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+from batchpilot.api.spec import InferenceServiceSpec
+from batchpilot.control import step_rule
+from batchpilot.control.capacity import Candidate, CapacityModel, Prediction
+from batchpilot.control.types import Decision, History, Observation
+
+TARGET_FRACTION = 0.8
+"""Plan for this fraction of the SLO: the margin absorbs prediction error and arrival bursts."""
+SCALE_DOWN_FRACTION = 0.65
+"""Remove replicas only if the smaller count is predicted under this fraction (hysteresis against flapping)."""
+MAX_UTILIZATION = 0.85
+"""Never plan a replica past this share of its capacity at the largest batch."""
+SCALE_UP_COOLDOWN_S = 10.0
+"""Between planned scale-ups, so the arrival estimate settles; a breach (panic) ignores it."""
+SUMMARY_WINDOW_S = 60.0
+"""Triton's latency summaries cover about this long: no calibration against them sooner after a change."""
+
+
+def candidate(spec: InferenceServiceSpec, replicas: int) -> Candidate:
+    return Candidate(replicas, spec.model.max_batch_size, spec.batching.max_queue_delay_microseconds)
+
+
+def seeded(spec: InferenceServiceSpec, model: CapacityModel) -> CapacityModel:
+    """The history's model, seeded from spec.model.profile the first time."""
+    profile = spec.model.profile
+    if model.seed or profile is None:
+        return model
+    return replace(model, seed=CapacityModel.from_profile((p.batch_size, p.latency_ms) for p in profile.points).seed)
+
+
+def learn(spec: InferenceServiceSpec, obs: Observation, model: CapacityModel, history: History,
+          now: float) -> CapacityModel:
+    """The model after this observation: compute time at the observed batch size, then the overhead."""
+    if obs.avg_batch_size is None or obs.compute_ms is None or not obs.arrival_rate:
+        return model
+    model = model.learn(obs.avg_batch_size, obs.compute_ms)
+    settled = history.last_scale_at is None or now - history.last_scale_at >= SUMMARY_WINDOW_S
+    if settled and obs.latency_ms is not None and obs.replicas == obs.ready_replicas:
+        bare = replace(model, overhead_ms=0.0).predict(obs.arrival_rate, candidate(spec, obs.replicas),
+                                                       spec.slo.percentile)
+        if bare.utilization < MAX_UTILIZATION:
+            model = model.calibrate(obs.latency_ms, bare.latency_ms)
+    return model
+
+
+def fewest(spec: InferenceServiceSpec, model: CapacityModel, rate: float, latency_ms: float,
+           utilization: float) -> tuple[int, Prediction]:
+    """Fewest replicas within bounds predicted under latency_ms and utilization (maxReplicas if none is)."""
+    bounds, p = spec.autoscaling, spec.slo.percentile
+    prediction = model.predict(rate, candidate(spec, bounds.max_replicas), p)
+    for n in range(bounds.min_replicas, bounds.max_replicas + 1):
+        prediction = model.predict(rate, candidate(spec, n), p)
+        if prediction.latency_ms <= latency_ms and prediction.utilization <= utilization:
+            return n, prediction
+    return bounds.max_replicas, prediction
+
+
+def _ms(value: float) -> str:
+    return "overload" if math.isinf(value) else f"{value:.0f} ms"
+
+
+def decide(spec: InferenceServiceSpec, obs: Observation, history: History, now: float) -> Decision:
+    bounds, slo = spec.autoscaling, spec.slo.latency_ms
+    model = seeded(spec, history.model)
+    current = obs.replicas
+    if spec.paused or obs.latency_ms is None or obs.arrival_rate is None or not (
+            model.known or obs.avg_batch_size):
+        # Paused, blind, or nothing learned yet: the reactive rule's holds and bounds apply.
+        fallback = step_rule.decide(spec, obs, replace(history, model=model), now)
+        return fallback
+    model = learn(spec, obs, model, history, now)
+    history = replace(history, model=model)
+    rate = obs.arrival_rate
+    planned, predicted = fewest(spec, model, rate, slo * TARGET_FRACTION, MAX_UTILIZATION)
+    fresh_ms = (obs.queue_ms or 0.0) + (obs.compute_ms or 0.0)
+    seen = (f"{rate:.1f} req/s, p{spec.slo.percentile} {obs.latency_ms:.0f} ms (mean {fresh_ms:.0f} ms) vs SLO "
+            f"{slo:g} ms; predicted {_ms(predicted.latency_ms)} at {planned} replica(s)")
+
+    def decision(replicas: int, reason: str, message: str, hist: History) -> Decision:
+        return Decision(replicas, reason, message, hist, predicted_latency_ms=predicted.latency_ms)
+
+    if current < bounds.min_replicas or current > bounds.max_replicas:
+        to = min(bounds.max_replicas, max(bounds.min_replicas, current))
+        reason = "BelowMinReplicas" if current < bounds.min_replicas else "AboveMaxReplicas"
+        return decision(to, reason, f"bring {current} into {bounds.min_replicas}..{bounds.max_replicas}",
+                        replace(history, calm_since=None, last_scale_at=now))
+    since = math.inf if history.last_scale_at is None else now - history.last_scale_at
+    breach = fresh_ms > slo
+    if breach and planned <= current and since >= obs.window_s:
+        planned = min(bounds.max_replicas, current + 1)  # the model under-predicts a breach seen since the change
+    if planned > current:
+        if obs.ready_replicas < current:
+            return decision(current, "WaitingForReplicas",
+                            f"{seen}; {current - obs.ready_replicas} replica(s) still starting",
+                            replace(history, calm_since=None))
+        if since < SCALE_UP_COOLDOWN_S and not breach:
+            return decision(current, "ScaleUpCooldown", f"{seen}; last change {since:.0f}s ago",
+                            replace(history, calm_since=None))
+        reason = "Panic" if breach else "ScaleUp"
+        return decision(planned, reason, f"{seen}: {current} -> {planned}",
+                        replace(history, calm_since=None, last_scale_at=now))
+    if current == bounds.max_replicas and breach:
+        return decision(current, "AtMaxReplicas", f"{seen}; already at maxReplicas", replace(history, calm_since=None))
+
+    down_to, _ = fewest(spec, model, rate, slo * SCALE_DOWN_FRACTION, MAX_UTILIZATION * SCALE_DOWN_FRACTION
+                        / TARGET_FRACTION)
+    if down_to < current and not breach:
+        calm_since = history.calm_since if history.calm_since is not None else now
+        window = bounds.scale_down_stabilization_seconds
+        if now - calm_since < window:
+            return decision(current, "Stabilizing", f"{seen}; {down_to} would do, for {now - calm_since:.0f}s "
+                            f"of {window}s", replace(history, calm_since=calm_since))
+        to = max(down_to, current - max(1, current // 2))  # at most half the replicas per step
+        return decision(to, "ScaleDown", f"{seen}: {current} -> {to} after {now - calm_since:.0f}s",
+                        replace(history, calm_since=None, last_scale_at=now))
+    return decision(current, "WithinSLO", seen, replace(history, calm_since=None))

@@ -1,0 +1,153 @@
+"""The planner: table-driven decisions and property-based invariants (monotone in load, bounded, no flapping)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from batchpilot.api.spec import InferenceServiceSpec
+from batchpilot.control.capacity import Candidate, CapacityModel
+from batchpilot.control.planner import SCALE_UP_COOLDOWN_S, decide
+from batchpilot.control.types import History, Observation
+
+NOW = 1_000_000.0
+# The sandbox's emulated GPU: ResNet-50 on an H100, ten times slower (ms per batch).
+PROFILE = [(1, 47.4), (2, 40.7), (4, 41.2), (8, 43.3), (16, 43.7), (32, 43.2), (64, 76.9)]
+
+
+def spec(lo: int = 1, hi: int = 8, slo: float = 150, max_batch: int = 4, profile: bool = True,
+         paused: bool = False, window: int = 60) -> InferenceServiceSpec:
+    model: dict[str, Any] = {"name": "m", "repository": {"configMap": "m-files"}, "maxBatchSize": max_batch}
+    if profile:
+        model["profile"] = {"points": [{"batchSize": b, "latencyMs": ms} for b, ms in PROFILE]}
+    return InferenceServiceSpec.model_validate({
+        "model": model, "slo": {"latencyMs": slo}, "paused": paused,
+        "autoscaling": {"minReplicas": lo, "maxReplicas": hi, "scaleDownStabilizationSeconds": window},
+    })
+
+
+def obs(replicas: int, rate: float, p95: float | None = 100.0, ready: int | None = None, queue: float = 5.0,
+        compute: float | None = None, batch: float | None = None) -> Observation:
+    return Observation(at=NOW, replicas=replicas, ready_replicas=replicas if ready is None else ready,
+                       latency_ms=p95, arrival_rate=rate, queue_ms=queue, compute_ms=compute,
+                       avg_batch_size=batch)
+
+
+CASES = [
+    # name, spec, observation, history, replicas, reason
+    ("a load step is planned at once, not one by one", spec(), obs(1, 240, p95=2000, queue=1500), History(),
+     None, "Panic"),
+    ("planned scale-up without a breach", spec(), obs(1, 120, p95=140, queue=20), History(), 2, "ScaleUp"),
+    ("planned scale-up waits for starting replicas", spec(), obs(2, 300, p95=140, ready=1, queue=20), History(),
+     2, "WaitingForReplicas"),
+    ("planned scale-up respects the cooldown", spec(), obs(1, 120, p95=140, queue=20),
+     History(last_scale_at=NOW - SCALE_UP_COOLDOWN_S / 2), 1, "ScaleUpCooldown"),
+    ("a breach ignores the cooldown", spec(), obs(1, 120, p95=900, queue=800),
+     History(last_scale_at=NOW - 1), 2, "Panic"),
+    ("enough replicas hold", spec(), obs(2, 120, p95=115), History(), 2, "WithinSLO"),
+    ("too many replicas start the window", spec(), obs(4, 30, p95=100), History(), 4, "Stabilizing"),
+    ("after the window they go, at most half at once", spec(), obs(8, 15, p95=100),
+     History(calm_since=NOW - 60), 4, "ScaleDown"),
+    ("a breach the model cannot explain adds one", spec(), obs(3, 30, p95=400, queue=300), History(), 4, "Panic"),
+    ("at max a breach holds", spec(hi=2), obs(2, 400, p95=4000, queue=3000), History(), 2, "AtMaxReplicas"),
+    ("missing metrics hold", spec(), obs(4, 10, p95=None), History(calm_since=NOW - 600), 4,
+     "MetricsUnavailable"),
+    ("paused freezes", spec(paused=True), obs(1, 500, p95=5000, queue=4000), History(), 1, "Paused"),
+    ("no profile and no traffic seen: the reactive rule", spec(profile=False), obs(1, 50, p95=400, queue=300),
+     History(), 2, "ScaleUp"),
+    ("below min is raised", spec(lo=2), obs(1, 10), History(), 2, "BelowMinReplicas"),
+]
+
+
+@pytest.mark.parametrize(("spec_", "observation", "history", "replicas", "reason"),
+                         [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_planner(spec_: InferenceServiceSpec, observation: Observation, history: History, replicas: int | None,
+                 reason: str) -> None:
+    decision = decide(spec_, observation, history, NOW)
+    assert decision.reason == reason, decision.message
+    if replicas is not None:
+        assert decision.replicas == replicas, decision.message
+
+
+def test_a_breach_from_before_the_last_change_adds_nothing() -> None:
+    stale = Observation(at=NOW, replicas=3, ready_replicas=3, latency_ms=400, arrival_rate=30, queue_ms=300,
+                        window_s=15)
+    assert decide(spec(), stale, History(last_scale_at=NOW - 10), NOW).replicas == 3
+    assert decide(spec(), stale, History(last_scale_at=NOW - 15), NOW).replicas == 4
+
+
+def test_a_load_step_goes_straight_to_enough_replicas() -> None:
+    decision = decide(spec(), obs(1, 240, p95=2000, queue=1500), History(), NOW)
+    assert decision.replicas >= 3  # 240/s needs three replicas at ~90/s each
+    assert decision.predicted_latency_ms is not None and decision.predicted_latency_ms <= 0.8 * 150
+
+
+def test_the_model_learns_compute_time_and_overhead() -> None:
+    model = CapacityModel()
+    for _ in range(20):
+        model = model.learn(2.0, 50.0)
+    assert math.isclose(model.compute_ms(2.0), 50.0)
+    assert model.compute_ms(4.0) == pytest.approx(100.0)  # unseen: no batching gain assumed
+    calibrated = model.calibrate(observed_ms=130, predicted_without_overhead_ms=100)
+    assert calibrated.overhead_ms == pytest.approx(6.0)
+    assert model.calibrate(observed_ms=50, predicted_without_overhead_ms=100).overhead_ms == 0.0
+
+
+def test_prediction_is_infinite_past_capacity() -> None:
+    model = CapacityModel.from_profile(PROFILE)
+    assert model.capacity_per_replica(4) == pytest.approx(4 / 41.2 * 1000)
+    assert math.isinf(model.predict(100, Candidate(1, 4, 2000), 95).latency_ms)
+    assert model.predict(100, Candidate(2, 4, 2000), 95).latency_ms < 150
+
+
+def test_a_long_queue_delay_is_predicted_when_batches_cannot_fill() -> None:
+    model = CapacityModel.from_profile(PROFILE)
+    short = model.predict(2, Candidate(1, 32, 1_000), 95).latency_ms
+    long = model.predict(2, Candidate(1, 32, 200_000), 95).latency_ms
+    assert long - short > 150
+
+
+rates = st.floats(min_value=0.5, max_value=2000, allow_nan=False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(low=rates, extra=st.floats(min_value=0, max_value=2000), current=st.integers(1, 8))
+def test_more_load_never_plans_fewer_replicas(low: float, extra: float, current: int) -> None:
+    s = spec()
+    a = decide(s, obs(current, low, p95=100, queue=5), History(), NOW)
+    b = decide(s, obs(current, low + extra, p95=100, queue=5), History(), NOW)
+    assert b.replicas >= a.replicas, (a.message, b.message)
+
+
+@settings(max_examples=200, deadline=None)
+@given(rate=rates, current=st.integers(0, 12), p95=st.one_of(st.none(), st.floats(0, 10_000)),
+       queue=st.floats(0, 10_000), lo=st.integers(1, 4), extra=st.integers(0, 6),
+       calm=st.one_of(st.none(), st.floats(0, 1000)))
+def test_bounds_always_hold(rate: float, current: int, p95: float | None, queue: float, lo: int, extra: int,
+                            calm: float | None) -> None:
+    s = spec(lo=lo, hi=lo + extra)
+    history = History(calm_since=None if calm is None else NOW - calm)
+    decision = decide(s, obs(current, rate, p95=p95, queue=queue), history, NOW)
+    assert lo <= decision.replicas <= lo + extra, decision.message
+
+
+@settings(max_examples=100, deadline=None)
+@given(rate=st.floats(min_value=1, max_value=300))
+def test_constant_load_does_not_flap(rate: float) -> None:
+    """Replaying one constant load for 10 minutes: the count moves in one direction, then stays."""
+    s, history, replicas, t = spec(window=30), History(), 4, NOW
+    seen = [replicas]
+    model = CapacityModel.from_profile(PROFILE)
+    for _ in range(120):
+        predicted = model.predict(rate, Candidate(replicas, 4, 2000), 95).latency_ms
+        p95 = min(predicted, 5000.0)
+        decision = decide(s, obs(replicas, rate, p95=p95, queue=max(0.0, p95 - 45) / 2), history, t)
+        history, replicas, t = decision.history, decision.replicas, t + 5
+        seen.append(replicas)
+    changes = [b - a for a, b in zip(seen, seen[1:], strict=False) if b != a]
+    assert all(c > 0 for c in changes) or all(c < 0 for c in changes), seen
+    assert seen[-20:] == [seen[-1]] * 20, seen
