@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -151,3 +152,12 @@ def test_constant_load_does_not_flap(rate: float) -> None:
     changes = [b - a for a, b in zip(seen, seen[1:], strict=False) if b != a]
     assert all(c > 0 for c in changes) or all(c < 0 for c in changes), seen
     assert seen[-20:] == [seen[-1]] * 20, seen
+
+
+def test_an_overload_episode_is_not_learned_as_overhead() -> None:
+    overloaded = Observation(at=NOW, replicas=1, ready_replicas=1, latency_ms=1500, arrival_rate=60, queue_ms=600,
+                             compute_ms=44, avg_batch_size=3.5, window_s=15)
+    decision = decide(spec(), overloaded, History(), NOW)
+    assert decision.history.model.overhead_ms == 0.0
+    healthy = replace(overloaded, latency_ms=120, queue_ms=10, arrival_rate=15, avg_batch_size=1.1)
+    assert decide(spec(), healthy, History(), NOW).history.model.overhead_ms > 0.0

@@ -18,8 +18,11 @@ from batchpilot.control.types import Decision, History, Observation
 
 TARGET_FRACTION = 0.8
 """Plan for this fraction of the SLO: the margin absorbs prediction error and arrival bursts."""
-SCALE_DOWN_FRACTION = 0.65
-"""Remove replicas only if the smaller count is predicted under this fraction (hysteresis against flapping)."""
+SCALE_DOWN_FRACTION = 0.72
+"""Remove replicas only if the smaller count is predicted under this fraction of the SLO, tighter than
+TARGET_FRACTION: a count chosen going down always satisfies the test going up, so the two never flap."""
+SCALE_DOWN_UTILIZATION = 0.75
+"""Likewise for utilization (MAX_UTILIZATION going up)."""
 MAX_UTILIZATION = 0.85
 """Never plan a replica past this share of its capacity at the largest batch."""
 SCALE_UP_COOLDOWN_S = 10.0
@@ -46,8 +49,13 @@ def learn(spec: InferenceServiceSpec, obs: Observation, model: CapacityModel, hi
     if obs.avg_batch_size is None or obs.compute_ms is None or not obs.arrival_rate:
         return model
     model = model.learn(obs.avg_batch_size, obs.compute_ms)
+    # The p95 summary spans a minute: calibrate only on a healthy, settled service, never on an overload
+    # episode (its latency is queueing the model already explains by utilization >= 1).
     settled = history.last_scale_at is None or now - history.last_scale_at >= SUMMARY_WINDOW_S
-    if settled and obs.latency_ms is not None and obs.replicas == obs.ready_replicas:
+    fresh_ms = (obs.queue_ms or 0.0) + obs.compute_ms
+    healthy = obs.latency_ms is not None and obs.latency_ms <= spec.slo.latency_ms and \
+        fresh_ms <= TARGET_FRACTION * spec.slo.latency_ms
+    if settled and healthy and obs.latency_ms is not None and obs.replicas == obs.ready_replicas:
         bare = replace(model, overhead_ms=0.0).predict(obs.arrival_rate, candidate(spec, obs.replicas),
                                                        spec.slo.percentile)
         if bare.utilization < MAX_UTILIZATION:
@@ -114,8 +122,7 @@ def decide(spec: InferenceServiceSpec, obs: Observation, history: History, now: 
     if current == bounds.max_replicas and breach:
         return decision(current, "AtMaxReplicas", f"{seen}; already at maxReplicas", replace(history, calm_since=None))
 
-    down_to, _ = fewest(spec, model, rate, slo * SCALE_DOWN_FRACTION, MAX_UTILIZATION * SCALE_DOWN_FRACTION
-                        / TARGET_FRACTION)
+    down_to, _ = fewest(spec, model, rate, slo * SCALE_DOWN_FRACTION, SCALE_DOWN_UTILIZATION)
     if down_to < current and not breach:
         calm_since = history.calm_since if history.calm_since is not None else now
         window = bounds.scale_down_stabilization_seconds
