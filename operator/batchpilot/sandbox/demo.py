@@ -10,6 +10,7 @@ import asyncio
 import csv
 import json
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -143,8 +144,9 @@ async def _load(sandbox: Sandbox, sample: SampleService, watch: ServiceWatch, sc
                 rows: list[Row], echo: Callable[[str], None]) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    if threading.current_thread() is threading.main_thread():  # signal handlers only work there
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
     targets = PodTargets(sandbox.kubeconfig, sample.namespace, sample.name)
 
     def on_interval(report: WindowReport) -> None:
@@ -158,8 +160,12 @@ async def _load(sandbox: Sandbox, sample: SampleService, watch: ServiceWatch, sc
         targets.close()
 
 
-def load_step(sandbox: Sandbox, sample: SampleService, schedule: str, echo: Callable[[str], None]) -> list[Row]:
-    """Apply the sample, wait for its first replica, offer the schedule's load; one Row per 5 s window."""
+def load_step(sandbox: Sandbox, sample: SampleService, schedule: str, echo: Callable[[str], None],
+              on_start: Callable[[ServiceWatch], None] | None = None) -> list[Row]:
+    """Apply the sample, wait for its first replica, offer the schedule's load; one Row per 5 s window.
+
+    on_start(watch) is called as the load starts (tests use it to schedule faults against the run).
+    """
     sandbox.kubectl("apply", "-f", "-", stdin=sample.yaml())
     echo(f"[demo] applied InferenceService {sample.namespace}/{sample.name} "
          f"(SLO p95 {sample.latency_ms:g} ms, replicas {sample.min_replicas}..{sample.max_replicas})")
@@ -168,6 +174,8 @@ def load_step(sandbox: Sandbox, sample: SampleService, schedule: str, echo: Call
         wait_ready(watch)
         echo(f"[demo] first replica ready; load schedule {schedule}")
         echo(HEADER)
+        if on_start is not None:
+            on_start(watch)
         asyncio.run(_load(sandbox, sample, watch, schedule, rows, echo))
     return rows
 

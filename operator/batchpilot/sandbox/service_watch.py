@@ -24,6 +24,8 @@ class ServiceSample:
     """status.observed.latencyMs: what the operator read from Prometheus."""
     reason: str
     """status.lastDecision.reason, '' before the first action."""
+    metrics_available: str
+    """Status of the MetricsAvailable condition: True, False, Unknown, or '' before the first tick."""
 
 
 class ServiceWatch:
@@ -54,6 +56,8 @@ class ServiceWatch:
             ready_replicas=int((deployment.get("status") or {}).get("readyReplicas") or 0),
             observed_latency_ms=(status.get("observed") or {}).get("latencyMs"),
             reason=(status.get("lastDecision") or {}).get("reason", ""),
+            metrics_available=next((c["status"] for c in status.get("conditions") or []
+                                    if c.get("type") == "MetricsAvailable"), ""),
         )
 
     def latest(self) -> ServiceSample | None:
