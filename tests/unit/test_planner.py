@@ -160,4 +160,8 @@ def test_an_overload_episode_is_not_learned_as_overhead() -> None:
     decision = decide(spec(), overloaded, History(), NOW)
     assert decision.history.model.overhead_ms == 0.0
     healthy = replace(overloaded, latency_ms=120, queue_ms=10, arrival_rate=15, avg_batch_size=1.1)
-    assert decide(spec(), healthy, History(), NOW).history.model.overhead_ms > 0.0
+    assert decide(spec(), healthy, History(), NOW).history.model.overhead_ms == 0.0  # load not steady yet
+    steady = History(steady_rate=15, steady_since=NOW - 60)
+    assert decide(spec(), healthy, steady, NOW).history.model.overhead_ms > 0.0
+    moved = replace(healthy, arrival_rate=30)  # a new load level: the minute-long p95 describes the old one
+    assert decide(spec(), moved, steady, NOW).history.model.overhead_ms == 0.0

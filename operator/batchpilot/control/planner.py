@@ -18,7 +18,7 @@ from batchpilot.control.types import Decision, History, Observation
 
 TARGET_FRACTION = 0.8
 """Plan for this fraction of the SLO: the margin absorbs prediction error and arrival bursts."""
-SCALE_DOWN_FRACTION = 0.72
+SCALE_DOWN_FRACTION = 0.76
 """Remove replicas only if the smaller count is predicted under this fraction of the SLO, tighter than
 TARGET_FRACTION: a count chosen going down always satisfies the test going up, so the two never flap."""
 SCALE_DOWN_UTILIZATION = 0.75
@@ -28,7 +28,10 @@ MAX_UTILIZATION = 0.85
 SCALE_UP_COOLDOWN_S = 10.0
 """Between planned scale-ups, so the arrival estimate settles; a breach (panic) ignores it."""
 SUMMARY_WINDOW_S = 60.0
-"""Triton's latency summaries cover about this long: no calibration against them sooner after a change."""
+"""Triton's latency summaries cover about this long: no calibration against them sooner after a change of
+replicas or of load."""
+STEADY_BAND = 0.2
+"""Arrival rates within this fraction of each other count as the same load."""
 
 
 def candidate(spec: InferenceServiceSpec, replicas: int) -> Candidate:
@@ -43,15 +46,24 @@ def seeded(spec: InferenceServiceSpec, model: CapacityModel) -> CapacityModel:
     return replace(model, seed=CapacityModel.from_profile((p.batch_size, p.latency_ms) for p in profile.points).seed)
 
 
+def steady(history: History, rate: float, now: float) -> History:
+    """History with the steady stretch of load extended, or restarted when the rate moved out of the band."""
+    ref = history.steady_rate
+    if ref is not None and abs(rate - ref) <= STEADY_BAND * max(ref, 1.0):
+        return history
+    return replace(history, steady_rate=rate, steady_since=now)
+
+
 def learn(spec: InferenceServiceSpec, obs: Observation, model: CapacityModel, history: History,
           now: float) -> CapacityModel:
     """The model after this observation: compute time at the observed batch size, then the overhead."""
     if obs.avg_batch_size is None or obs.compute_ms is None or not obs.arrival_rate:
         return model
     model = model.learn(obs.avg_batch_size, obs.compute_ms)
-    # The p95 summary spans a minute: calibrate only on a healthy, settled service, never on an overload
-    # episode (its latency is queueing the model already explains by utilization >= 1).
-    settled = history.last_scale_at is None or now - history.last_scale_at >= SUMMARY_WINDOW_S
+    # The p95 summary spans a minute: calibrate only on a healthy service whose replicas and load have not
+    # changed for that long, never on an overload episode (queueing the model explains by utilization >= 1).
+    unchanged = history.last_scale_at is None or now - history.last_scale_at >= SUMMARY_WINDOW_S
+    settled = unchanged and history.steady_since is not None and now - history.steady_since >= SUMMARY_WINDOW_S
     fresh_ms = (obs.queue_ms or 0.0) + obs.compute_ms
     healthy = obs.latency_ms is not None and obs.latency_ms <= spec.slo.latency_ms and \
         fresh_ms <= TARGET_FRACTION * spec.slo.latency_ms
@@ -88,9 +100,10 @@ def decide(spec: InferenceServiceSpec, obs: Observation, history: History, now: 
         # Paused, blind, or nothing learned yet: the reactive rule's holds and bounds apply.
         fallback = step_rule.decide(spec, obs, replace(history, model=model), now)
         return fallback
+    rate = obs.arrival_rate
+    history = steady(history, rate, now)
     model = learn(spec, obs, model, history, now)
     history = replace(history, model=model)
-    rate = obs.arrival_rate
     planned, predicted = fewest(spec, model, rate, slo * TARGET_FRACTION, MAX_UTILIZATION)
     fresh_ms = (obs.queue_ms or 0.0) + (obs.compute_ms or 0.0)
     seen = (f"{rate:.1f} req/s, p{spec.slo.percentile} {obs.latency_ms:.0f} ms (mean {fresh_ms:.0f} ms) vs SLO "

@@ -43,6 +43,9 @@ class History:
     """When replicas last changed."""
     model: CapacityModel = field(default_factory=CapacityModel)
     """What the loop has learned of one replica's capacity."""
+    steady_rate: float | None = None
+    """The arrival rate of the current steady stretch (within STEADY_BAND of it since steady_since)."""
+    steady_since: float | None = None
 
 
 @dataclass(frozen=True)

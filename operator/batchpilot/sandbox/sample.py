@@ -25,7 +25,7 @@ class SampleService:
     profile_name: str = DEFAULT_PROFILE
     time_scale: float = 10.0
     max_batch_size: int = 4
-    latency_ms: float = 150.0
+    latency_ms: float = 200.0
     min_replicas: int = 1
     max_replicas: int = 4
     scale_down_stabilization_seconds: int = 30
