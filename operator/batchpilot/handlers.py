@@ -16,7 +16,6 @@ from batchpilot.api.parse import SpecError, parse_spec
 from batchpilot.api.spec import GROUP, PLURAL, VERSION, InferenceServiceSpec
 from batchpilot.build import status as render
 from batchpilot.build.names import ChildNames
-from batchpilot.control.types import History
 from batchpilot.control_loop import tick
 from batchpilot.reconcile import reconcile
 from batchpilot.settings import OperatorSettings
@@ -70,7 +69,7 @@ def control(body: kopf.Body, spec: kopf.Spec, name: str, namespace: str | None, 
     with metrics.loop_seconds.labels(*labels).time(), _lock(memo):
         try:
             result = tick(memo.kube, memo.prometheus, SETTINGS, namespace, name, parsed,
-                          memo.get("history", History()), now)
+                          memo.get("history") or render.resumed_history(dict(status)), now)
         except Exception:
             metrics.loop_errors.labels(*labels).inc()
             raise

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -14,8 +15,11 @@ import pytest
 import tritonclient.http.aio as triton_aio
 from tritonclient.http import InferInput
 
+from batchpilot.adapters.triton import TritonAdmin
+from batchpilot.build.batching import queue_delay_us, with_queue_delay
 from batchpilot.sandbox.gpu_emulator import model_files
 from batchpilot.sandbox.gpu_emulator.profile_curve import ProfileCurve
+from batchpilot.sandbox.loadgen import run_load
 from batchpilot.sandbox.process import spawn, stop_process, tail
 from batchpilot.sandbox.triton_runtime import find_triton, prepare_backend_dir, server_argv, triton_env
 
@@ -175,3 +179,30 @@ def test_concurrent_requests_are_batched(triton_url: str) -> None:
     assert inferences == 48
     assert executions < inferences / 2, f"{executions} executions for {inferences} inferences: not batched"
     assert "nv_inference_request_summary_us" in after
+
+
+def test_live_retune_under_load_fails_no_request(triton_url: str) -> None:
+    """Reloading the model with a new queue delay (repository API, config override) while 60 requests/s
+    arrive: every request is answered, and Triton runs exactly the config it was given."""
+    admin = TritonAdmin(ADDRESS)
+    original = admin.config("emulator")
+    delays = [500, 20000, 1000, 10000, 5000]
+    applied: list[tuple[int, float]] = []
+
+    def retune_every_4s() -> None:
+        for delay in delays:
+            time.sleep(4)
+            start = time.monotonic()
+            admin.load("emulator", with_queue_delay(admin.config("emulator"), delay))
+            applied.append((queue_delay_us(admin.config("emulator")) or -1, time.monotonic() - start))
+
+    tuner = threading.Thread(target=retune_every_4s)
+    tuner.start()
+    report = asyncio.run(run_load([f"{ADDRESS}:8000"], "emulator", [(24.0, 60.0)], interval_s=24.0))
+    tuner.join(60)
+    admin.load("emulator", original)
+    print(f"{report.total.line()}; retunes (delay us, seconds): {applied}")
+
+    assert [delay for delay, _ in applied] == delays
+    assert report.total.ok > 1000
+    assert report.total.error_count == 0, report.total.errors

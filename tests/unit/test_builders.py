@@ -10,6 +10,7 @@ from batchpilot.api.spec import InferenceServiceSpec
 from batchpilot.build import status
 from batchpilot.build.children import CONFIG_HASH_ANNOTATION, children, deployment
 from batchpilot.build.config_pbtxt import render_config_pbtxt
+from batchpilot.control.types import Decision, History, Observation
 from batchpilot.reconcile import desired_replicas, owned_by
 
 BASE = {"model": {"name": "resnet", "repository": {"configMap": "resnet-files"}}, "slo": {"latencyMs": 50}}
@@ -97,3 +98,10 @@ def test_conditions_keep_their_transition_time_until_the_status_flips() -> None:
     flipped = status.condition([same], "SLOMet", False, "SLOBreached", "bad", 1, 300.0)
     assert same["lastTransitionTime"] == first["lastTransitionTime"] == status.rfc3339(100.0)
     assert flipped["lastTransitionTime"] == status.rfc3339(300.0)
+
+
+def test_a_restarted_operator_remembers_when_it_last_acted() -> None:
+    decided = status.last_decision(Observation(at=0, replicas=1, ready_replicas=1),
+                                   Decision(2, "ScaleUp", "m"), 1_700_000_000.0)
+    assert status.resumed_history({"lastDecision": decided}).last_scale_at == 1_700_000_000.0
+    assert status.resumed_history({}) == History()

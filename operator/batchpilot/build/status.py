@@ -7,7 +7,7 @@ from typing import Any
 
 from batchpilot.api.spec import InferenceServiceSpec
 from batchpilot.api.status import LastDecision, ObservedMetrics, ReplicaChange
-from batchpilot.control.types import Decision, Observation
+from batchpilot.control.types import Decision, History, Observation
 
 
 def rfc3339(ts: float) -> str:
@@ -74,3 +74,15 @@ def last_decision(obs: Observation, decision: Decision, now: float) -> dict[str,
         replicas=ReplicaChange.model_validate({"from": obs.replicas, "to": decision.replicas}),
         predicted_latency_ms=_finite(decision.predicted_latency_ms),
     ).to_wire()
+
+
+def resumed_history(status: dict[str, Any]) -> History:
+    """The loop's memory after an operator restart: when it last acted, from status.lastDecision.at.
+
+    Cooldowns then survive a restart, so an action is never doubled; what the model learned is relearned.
+    """
+    at = (status.get("lastDecision") or {}).get("at")
+    if not at:
+        return History()
+    when = dt.datetime.strptime(at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC).timestamp()
+    return History(last_scale_at=when)

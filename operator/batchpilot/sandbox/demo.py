@@ -122,7 +122,7 @@ def plot(rows: list[Row], slo_ms: float, path: Path) -> None:
     low.set_ylabel("replicas")
     low.set_xlabel("seconds since load start")
     low.legend(loc="upper left")
-    fig.suptitle("Batchpilot walking skeleton: load step on the sandbox")
+    fig.suptitle("Batchpilot: load step on the sandbox")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
