@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 from batchpilot.adapters.kube import Kube
 from batchpilot.adapters.prometheus import MetricsUnavailable, PrometheusReader
 from batchpilot.adapters.promql import ServiceQueries
 from batchpilot.api.spec import InferenceServiceSpec
+from batchpilot.build.children import config_map
+from batchpilot.build.names import ChildNames
 from batchpilot.control.planner import decide
 from batchpilot.control.types import Decision, History, Observation
+from batchpilot.reconcile import owned_by, tuned_queue_delay
+from batchpilot.retune import Retune, retune
 from batchpilot.settings import OperatorSettings
 
 
@@ -19,19 +24,22 @@ class Tick:
     decision: Decision
     metrics_error: str | None
     acted: bool
+    retune: Retune | None = None
+    """The batching pass of this tick (auto mode with fresh metrics), None when there was none."""
 
 
 def tick(
     kube: Kube,
     prometheus: PrometheusReader,
     settings: OperatorSettings,
-    namespace: str,
-    name: str,
+    owner: dict[str, Any],
     spec: InferenceServiceSpec,
     history: History,
     now: float,
 ) -> Tick | None:
     """None when the Deployment does not exist yet (reconcile has not run)."""
+    namespace, name = owner["metadata"]["namespace"], owner["metadata"]["name"]
+    applied = tuned_queue_delay(owner.get("status") or {}, spec)
     deployment = kube.deployment(namespace, name)
     if deployment is None:
         return None
@@ -43,7 +51,7 @@ def tick(
     except MetricsUnavailable as e:
         error = str(e)
     observation = Observation(at=now, replicas=deployment.replicas, ready_replicas=deployment.ready_replicas,
-                              window_s=settings.metrics_window_seconds)
+                              queue_delay_us=applied, window_s=settings.metrics_window_seconds)
     if metrics is not None:
         observation = replace(observation, latency_ms=metrics.latency_ms, arrival_rate=metrics.arrival_rate,
                               queue_ms=metrics.queue_ms, compute_ms=metrics.compute_ms,
@@ -52,4 +60,10 @@ def tick(
     acted = decision.changes(observation)
     if acted:
         kube.scale(namespace, name, decision.replicas)
-    return Tick(observation, decision, error, acted)
+    result: Retune | None = None
+    if decision.queue_delay_us is not None:
+        result = retune(kube, namespace, ChildNames(name).selector_string, spec.model.name, decision.queue_delay_us)
+        if result.error is None and result.delay_us != applied:
+            # New pods start from the ConfigMap: keep it in step with what the running pods were given.
+            kube.apply(owned_by(config_map(name, namespace, spec, result.delay_us), owner))
+    return Tick(observation, decision, error, acted, result)

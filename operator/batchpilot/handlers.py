@@ -68,7 +68,7 @@ def control(body: kopf.Body, spec: kopf.Spec, name: str, namespace: str | None, 
     now = time.time()
     with metrics.loop_seconds.labels(*labels).time(), _lock(memo):
         try:
-            result = tick(memo.kube, memo.prometheus, SETTINGS, namespace, name, parsed,
+            result = tick(memo.kube, memo.prometheus, SETTINGS, dict(body), parsed,
                           memo.get("history") or render.resumed_history(dict(status)), now)
         except Exception:
             metrics.loop_errors.labels(*labels).inc()
@@ -102,3 +102,12 @@ def control(body: kopf.Body, spec: kopf.Spec, name: str, namespace: str | None, 
     if result.acted:
         patch.status["lastDecision"] = render.last_decision(obs, decision, now)
         kopf.event(body, type="Normal", reason=decision.reason, message=decision.message)
+    retuned = result.retune
+    if retuned is not None:
+        metrics.queue_delay_us.labels(*labels).set(retuned.delay_us if retuned.error is None else float("nan"))
+        if retuned.error is None:
+            patch.status["batching"] = render.applied_batching(retuned.delay_us, retuned.pods)
+        if retuned.error is not None or retuned.changed:
+            kind, reason, message = render.retune_event(retuned.delay_us, retuned.pods, retuned.changed,
+                                                        retuned.error)
+            kopf.event(body, type=kind, reason=reason, message=message)

@@ -12,6 +12,8 @@ observed_latency_ms = Gauge("batchpilot_observed_latency_ms", "Latency at the SL
 slo_latency_ms = Gauge("batchpilot_slo_latency_ms", "The SLO's latency target.", LABELS)
 decisions = Counter("batchpilot_decisions_total", "Control-loop decisions by reason.", [*LABELS, "reason"])
 loop_errors = Counter("batchpilot_loop_errors_total", "Control-loop ticks that failed.", LABELS)
+queue_delay_us = Gauge("batchpilot_queue_delay_microseconds", "Queue delay applied to the pods (auto mode).",
+                       LABELS)
 loop_seconds = Histogram("batchpilot_loop_duration_seconds", "Time of one control-loop tick.", LABELS)
 
 

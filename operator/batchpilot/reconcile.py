@@ -26,11 +26,21 @@ def desired_replicas(live: int | None, spec: InferenceServiceSpec) -> int:
     return max(bounds.min_replicas, min(bounds.max_replicas, start))
 
 
+def tuned_queue_delay(status: dict[str, Any], spec: InferenceServiceSpec) -> int | None:
+    """The queue delay the control loop applied (status.batching), while auto mode and the bounds allow it."""
+    batching = spec.batching
+    applied = (status.get("batching") or {}).get("maxQueueDelayMicroseconds")
+    if batching.mode != "auto" or applied is None:
+        return None
+    return min(batching.max_queue_delay_microseconds, max(batching.min_queue_delay_microseconds, int(applied)))
+
+
 def reconcile(kube: Kube, owner: dict[str, Any], spec: InferenceServiceSpec) -> int:
     """Apply every child; returns the replica count the Deployment was applied with."""
     name, namespace = owner["metadata"]["name"], owner["metadata"]["namespace"]
     live = kube.deployment(namespace, name)
     replicas = desired_replicas(live.replicas if live else None, spec)
-    for manifest in children(name, namespace, spec, replicas):
+    delay = tuned_queue_delay(owner.get("status") or {}, spec)
+    for manifest in children(name, namespace, spec, replicas, delay):
         kube.apply(owned_by(manifest, owner))
     return replicas

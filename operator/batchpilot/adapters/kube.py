@@ -69,6 +69,18 @@ class Kube:
             generation=generation or 0,
         )
 
+    def ready_pod_ips(self, namespace: str, selector: str) -> list[str]:
+        """IPs of the pods matching selector that are Ready and not being deleted (sorted)."""
+        pods = client.CoreV1Api(self.api).list_namespaced_pod(namespace, label_selector=selector).items
+        ips = []
+        for pod in pods:
+            status, meta = pod.status, pod.metadata
+            if status is None or meta is None or meta.deletion_timestamp or not status.pod_ip:
+                continue
+            if any(c.type == "Ready" and c.status == "True" for c in status.conditions or []):
+                ips.append(status.pod_ip)
+        return sorted(ips)
+
     def scale(self, namespace: str, name: str, replicas: int) -> None:
         self.apps.patch_namespaced_deployment_scale(
             name, namespace, {"spec": {"replicas": replicas}}, field_manager=FIELD_MANAGER)

@@ -104,14 +104,31 @@ class AutoscalingSpec(ApiModel):
 
 
 class BatchingSpec(ApiModel):
-    """Triton dynamic batching."""
+    """Triton dynamic batching: tuned live by Batchpilot (auto), as given (fixed), or none (off)."""
 
+    model_config = cel("self.minQueueDelayMicroseconds <= self.maxQueueDelayMicroseconds",
+                       "minQueueDelayMicroseconds must be <= maxQueueDelayMicroseconds")
+
+    mode: Literal["auto", "fixed", "off"] = "auto"
+    """auto: Batchpilot picks the queue delay within [minQueueDelayMicroseconds, maxQueueDelayMicroseconds] and
+    applies it to running pods; fixed: Triton runs maxQueueDelayMicroseconds; off: no dynamic batching."""
     max_queue_delay_microseconds: Annotated[int, Field(ge=0, le=1_000_000)] = 2000
-    """How long Triton may hold a request to form a larger batch."""
+    """Longest Triton may hold a request to form a larger batch (fixed: the delay; auto: its upper bound and
+    the delay new pods start with)."""
+    min_queue_delay_microseconds: Annotated[int, Field(ge=0, le=1_000_000)] = 0
+    """auto: the shortest delay Batchpilot may choose."""
     preferred_batch_sizes: list[Annotated[int, Field(ge=1, le=4096)]] | None = None
     """Batch sizes Triton prefers to form (optional)."""
     instance_count: Annotated[int, Field(ge=1, le=16)] = 1
     """Model instances per GPU."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BatchingSpec:
+        if self.min_queue_delay_microseconds > self.max_queue_delay_microseconds:
+            raise ValueError(
+                f"spec.batching: minQueueDelayMicroseconds ({self.min_queue_delay_microseconds}) must be <= "
+                f"maxQueueDelayMicroseconds ({self.max_queue_delay_microseconds})")
+        return self
 
 
 class InferenceServiceSpec(ApiModel):

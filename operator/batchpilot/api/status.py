@@ -52,6 +52,15 @@ class LastDecision(ApiModel):
     """Latency the capacity model predicted for the new replica count (absent: no model yet)."""
 
 
+class AppliedBatching(ApiModel):
+    """The dynamic batching the running pods were given (auto mode)."""
+
+    max_queue_delay_microseconds: int
+    """Queue delay every ready pod runs; also written to the config ConfigMap so new pods start with it."""
+    pods: int
+    """Ready pods checked in the last pass."""
+
+
 class Condition(ApiModel):
     """A standard Kubernetes condition."""
 
@@ -82,6 +91,8 @@ class InferenceServiceStatus(ApiModel):
     """Label selector of the Triton pods."""
     observed: ObservedMetrics | None = None
     """Latest observation."""
+    batching: AppliedBatching | None = None
+    """Batching applied to the pods (auto mode)."""
     last_decision: LastDecision | None = None
     """Latest scaling decision."""
     conditions: list[Condition] | None = None

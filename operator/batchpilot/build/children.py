@@ -17,13 +17,14 @@ def _meta(name: str, namespace: str, names: ChildNames) -> dict[str, Any]:
     return {"name": name, "namespace": namespace, "labels": names.labels}
 
 
-def config_map(name: str, namespace: str, spec: InferenceServiceSpec) -> Manifest:
+def config_map(name: str, namespace: str, spec: InferenceServiceSpec, queue_delay_us: int | None = None) -> Manifest:
+    """The model's config.pbtxt; with the tuned queue delay when there is one, so new pods start tuned."""
     names = ChildNames(name)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": _meta(names.config_map, namespace, names),
-        "data": {"config.pbtxt": render_config_pbtxt(spec.model, spec.batching)},
+        "data": {"config.pbtxt": render_config_pbtxt(spec.model, spec.batching, queue_delay_us)},
     }
 
 
@@ -96,6 +97,7 @@ def _triton_container(spec: InferenceServiceSpec) -> dict[str, Any]:
 def deployment(name: str, namespace: str, spec: InferenceServiceSpec, replicas: int) -> Manifest:
     """The Triton Deployment; `replicas` comes from the control loop, never from a spec default."""
     names = ChildNames(name)
+    # From the spec alone: a live retune must not roll the pods, a spec change must.
     config_hash = hashlib.sha256(render_config_pbtxt(spec.model, spec.batching).encode()).hexdigest()[:16]
     return {
         "apiVersion": "apps/v1",
@@ -130,6 +132,8 @@ def deployment(name: str, namespace: str, spec: InferenceServiceSpec, replicas: 
     }
 
 
-def children(name: str, namespace: str, spec: InferenceServiceSpec, replicas: int) -> list[Manifest]:
+def children(name: str, namespace: str, spec: InferenceServiceSpec, replicas: int,
+             queue_delay_us: int | None = None) -> list[Manifest]:
     """Everything an InferenceService owns, in apply order (config before the pods that mount it)."""
-    return [config_map(name, namespace, spec), service(name, namespace), deployment(name, namespace, spec, replicas)]
+    return [config_map(name, namespace, spec, queue_delay_us), service(name, namespace),
+            deployment(name, namespace, spec, replicas)]

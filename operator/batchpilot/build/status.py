@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any
 
 from batchpilot.api.spec import InferenceServiceSpec
-from batchpilot.api.status import LastDecision, ObservedMetrics, ReplicaChange
+from batchpilot.api.status import AppliedBatching, LastDecision, ObservedMetrics, ReplicaChange
 from batchpilot.control.types import Decision, History, Observation
 
 
@@ -86,3 +86,15 @@ def resumed_history(status: dict[str, Any]) -> History:
         return History()
     when = dt.datetime.strptime(at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC).timestamp()
     return History(last_scale_at=when)
+
+
+def applied_batching(delay_us: int, pods: int) -> dict[str, Any]:
+    """status.batching after a successful retune pass."""
+    return AppliedBatching(max_queue_delay_microseconds=delay_us, pods=pods).to_wire()
+
+
+def retune_event(delay_us: int, pods: int, changed: int, error: str | None) -> tuple[str, str, str]:
+    """(type, reason, message) of the Event for a retune pass that changed pods or failed."""
+    if error is not None:
+        return "Warning", "RetuneFailed", f"queue delay {delay_us} us not applied: {error}"
+    return "Normal", "Retuned", f"queue delay {delay_us} us applied to {changed} of {pods} pod(s)"

@@ -100,10 +100,11 @@ class CapacityModel:
         busy = min(1.0, rate * service_s / batch)
         # An arrival finding the replica busy waits for the batch in progress (uniform over its duration).
         residual_s = service_s * q if busy > 1.0 - q else service_s * busy
-        # An arrival finding it idle may wait up to the queue delay for the batch to fill.
+        # Triton holds a batch short of the largest until its oldest request has waited the queue delay; what
+        # arrived during the batch in progress already counts toward filling it.
         fill_s = 0.0
-        if largest > 1 and rate > 0 and busy < q:
-            fill_s = min(candidate.max_queue_delay_us / 1e6, (largest - 1) / rate)
+        if largest > 1 and rate > 0:
+            fill_s = max(0.0, min(candidate.max_queue_delay_us / 1e6, (largest - 1) / rate) - busy * service_s)
         # Queueing beyond the next batch: heavy-traffic bulk-service approximation, exponential tail.
         queue_s = -math.log(1.0 - q) * service_s / (2.0 * largest) * utilization / (1.0 - utilization)
         latency_ms = (fill_s + residual_s + service_s + queue_s) * 1000.0 + self.overhead_ms

@@ -34,8 +34,24 @@ STEADY_BAND = 0.2
 """Arrival rates within this fraction of each other count as the same load."""
 
 
-def candidate(spec: InferenceServiceSpec, replicas: int) -> Candidate:
-    return Candidate(replicas, spec.model.max_batch_size, spec.batching.max_queue_delay_microseconds)
+DELAY_STEPS_US = (0, 100, 250, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000, 1_000_000)
+"""Queue delays auto mode considers (plus its two bounds)."""
+DELAY_GAIN = 0.1
+"""A new queue delay must predict at least this much lower latency (or fewer replicas) to replace the current."""
+
+
+def candidate(spec: InferenceServiceSpec, replicas: int, delay_us: int | None = None) -> Candidate:
+    delay = spec.batching.max_queue_delay_microseconds if delay_us is None else delay_us
+    return Candidate(replicas, spec.model.max_batch_size, delay)
+
+
+def delay_choices(spec: InferenceServiceSpec) -> list[int]:
+    """Queue delays the planner may pick: the bounds and the steps between them (auto), else the spec's."""
+    b = spec.batching
+    if b.mode != "auto" or spec.model.max_batch_size == 0:
+        return [b.max_queue_delay_microseconds]
+    lo, hi = b.min_queue_delay_microseconds, b.max_queue_delay_microseconds
+    return sorted({lo, hi, *(d for d in DELAY_STEPS_US if lo <= d <= hi)})
 
 
 def seeded(spec: InferenceServiceSpec, model: CapacityModel) -> CapacityModel:
@@ -68,23 +84,39 @@ def learn(spec: InferenceServiceSpec, obs: Observation, model: CapacityModel, hi
     healthy = obs.latency_ms is not None and obs.latency_ms <= spec.slo.latency_ms and \
         fresh_ms <= TARGET_FRACTION * spec.slo.latency_ms
     if settled and healthy and obs.latency_ms is not None and obs.replicas == obs.ready_replicas:
-        bare = replace(model, overhead_ms=0.0).predict(obs.arrival_rate, candidate(spec, obs.replicas),
-                                                       spec.slo.percentile)
+        bare = replace(model, overhead_ms=0.0).predict(
+            obs.arrival_rate, candidate(spec, obs.replicas, obs.queue_delay_us), spec.slo.percentile)
         if bare.utilization < MAX_UTILIZATION:
             model = model.calibrate(obs.latency_ms, bare.latency_ms)
     return model
 
 
 def fewest(spec: InferenceServiceSpec, model: CapacityModel, rate: float, latency_ms: float,
-           utilization: float) -> tuple[int, Prediction]:
+           utilization: float, delay_us: int | None = None) -> tuple[int, Prediction]:
     """Fewest replicas within bounds predicted under latency_ms and utilization (maxReplicas if none is)."""
     bounds, p = spec.autoscaling, spec.slo.percentile
-    prediction = model.predict(rate, candidate(spec, bounds.max_replicas), p)
+    prediction = model.predict(rate, candidate(spec, bounds.max_replicas, delay_us), p)
     for n in range(bounds.min_replicas, bounds.max_replicas + 1):
-        prediction = model.predict(rate, candidate(spec, n), p)
+        prediction = model.predict(rate, candidate(spec, n, delay_us), p)
         if prediction.latency_ms <= latency_ms and prediction.utilization <= utilization:
             return n, prediction
     return bounds.max_replicas, prediction
+
+
+def plan(spec: InferenceServiceSpec, model: CapacityModel, rate: float, latency_ms: float, utilization: float,
+         current_delay: int | None = None) -> tuple[int, int, Prediction]:
+    """Replicas and queue delay together: the fewest replicas first, then the lowest predicted latency.
+
+    A delay that makes batches wait without buying capacity loses on latency, so a poor delay is shortened;
+    one that saves replicas wins. The current delay stays unless another saves a replica or DELAY_GAIN of
+    the latency, so pods are not reloaded for noise.
+    """
+    options = [(*fewest(spec, model, rate, latency_ms, utilization, d), d) for d in delay_choices(spec)]
+    replicas, prediction, delay = min(options, key=lambda o: (o[0], o[1].latency_ms, o[2]))
+    kept = next((o for o in options if o[2] == current_delay), None)
+    if kept is not None and kept[0] == replicas and kept[1].latency_ms <= prediction.latency_ms * (1 + DELAY_GAIN):
+        return kept[0], kept[2], kept[1]
+    return replicas, delay, prediction
 
 
 def _ms(value: float) -> str:
@@ -104,13 +136,14 @@ def decide(spec: InferenceServiceSpec, obs: Observation, history: History, now: 
     history = steady(history, rate, now)
     model = learn(spec, obs, model, history, now)
     history = replace(history, model=model)
-    planned, predicted = fewest(spec, model, rate, slo * TARGET_FRACTION, MAX_UTILIZATION)
+    planned, delay, predicted = plan(spec, model, rate, slo * TARGET_FRACTION, MAX_UTILIZATION, obs.queue_delay_us)
     fresh_ms = (obs.queue_ms or 0.0) + (obs.compute_ms or 0.0)
     seen = (f"{rate:.1f} req/s, p{spec.slo.percentile} {obs.latency_ms:.0f} ms (mean {fresh_ms:.0f} ms) vs SLO "
-            f"{slo:g} ms; predicted {_ms(predicted.latency_ms)} at {planned} replica(s)")
+            f"{slo:g} ms; predicted {_ms(predicted.latency_ms)} at {planned} replica(s), queue delay {delay} us")
 
     def decision(replicas: int, reason: str, message: str, hist: History) -> Decision:
-        return Decision(replicas, reason, message, hist, predicted_latency_ms=predicted.latency_ms)
+        return Decision(replicas, reason, message, hist, predicted_latency_ms=predicted.latency_ms,
+                        queue_delay_us=delay if spec.batching.mode == "auto" else None)
 
     if current < bounds.min_replicas or current > bounds.max_replicas:
         to = min(bounds.max_replicas, max(bounds.min_replicas, current))
@@ -135,7 +168,7 @@ def decide(spec: InferenceServiceSpec, obs: Observation, history: History, now: 
     if current == bounds.max_replicas and breach:
         return decision(current, "AtMaxReplicas", f"{seen}; already at maxReplicas", replace(history, calm_since=None))
 
-    down_to, _ = fewest(spec, model, rate, slo * SCALE_DOWN_FRACTION, SCALE_DOWN_UTILIZATION)
+    down_to, _, _ = plan(spec, model, rate, slo * SCALE_DOWN_FRACTION, SCALE_DOWN_UTILIZATION)
     if down_to < current and not breach:
         calm_since = history.calm_since if history.calm_since is not None else now
         window = bounds.scale_down_stabilization_seconds

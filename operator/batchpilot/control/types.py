@@ -29,6 +29,8 @@ class Observation:
     """Inferences per model execution over the window."""
     pending: float | None = None
     """Requests queued in Triton now, all pods."""
+    queue_delay_us: int | None = None
+    """The queue delay the pods run now (None: unknown, the spec's is assumed)."""
     window_s: float = 0.0
     """How far back the rates and means reach: evidence older than a change says nothing about it."""
 
@@ -58,6 +60,8 @@ class Decision:
     history: History = field(default_factory=History)
     predicted_latency_ms: float | None = None
     """The capacity model's latency at the SLO percentile for the chosen replicas (None: no model yet)."""
+    queue_delay_us: int | None = None
+    """The dynamic batcher's queue delay every pod should run (None: leave batching as it is)."""
 
     def changes(self, observation: Observation) -> bool:
         return self.replicas != observation.replicas

@@ -29,6 +29,8 @@ class SampleService:
     min_replicas: int = 1
     max_replicas: int = 4
     scale_down_stabilization_seconds: int = 30
+    batching_mode: str = "auto"
+    max_queue_delay_us: int = 2000
     with_profile: bool = True
     """Seed the capacity model with the emulator's profile (as a user would with one measured offline)."""
 
@@ -55,6 +57,7 @@ class SampleService:
                 "model": model,
                 "runtime": {"cpu": "100m", "memory": "512Mi"},
                 "slo": {"latencyMs": self.latency_ms},
+                "batching": {"mode": self.batching_mode, "maxQueueDelayMicroseconds": self.max_queue_delay_us},
                 "autoscaling": {"minReplicas": self.min_replicas, "maxReplicas": self.max_replicas,
                                 "scaleDownStabilizationSeconds": self.scale_down_stabilization_seconds},
             },
