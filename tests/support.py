@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
+
+from batchpilot.sandbox.demo import Row, load_step
+from batchpilot.sandbox.sample import SampleService
+from batchpilot.sandbox.service_watch import ServiceWatch
+from batchpilot.sandbox.stack import Sandbox
 
 T = TypeVar("T")
 
@@ -59,3 +65,32 @@ def infer(address: str, model: str) -> list[float]:
     with urllib.request.urlopen(request, timeout=10) as resp:
         data: list[float] = json.loads(resp.read())["outputs"][0]["data"]
         return data
+
+
+class BackgroundLoad:
+    """The demo's load step on a thread, so a test can inject faults from the main thread meanwhile (the
+    sandbox ties each process it starts to the starting thread: a process started on a short-lived thread
+    would die with it)."""
+
+    def __init__(self, sandbox: Sandbox, sample: SampleService, schedule: str) -> None:
+        self.lines: list[str] = []
+        self.rows: list[Row] = []
+        self._watches: list[ServiceWatch] = []
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(sandbox, sample, schedule), daemon=True)
+
+    def _run(self, sandbox: Sandbox, sample: SampleService, schedule: str) -> None:
+        self.rows.extend(load_step(sandbox, sample, schedule, self.lines.append, on_start=self._on_start))
+
+    def _on_start(self, watch: ServiceWatch) -> None:
+        self._watches.append(watch)
+        self._started.set()
+
+    def start(self, timeout_s: float = 300) -> ServiceWatch:
+        """Start; returns once the load runs, with the watch sampling the service."""
+        self._thread.start()
+        assert self._started.wait(timeout_s), "the service never became ready:\n" + "\n".join(self.lines)
+        return self._watches[0]
+
+    def join(self, timeout_s: float = 300) -> None:
+        self._thread.join(timeout_s)

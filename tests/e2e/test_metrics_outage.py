@@ -3,18 +3,17 @@ MetricsAvailable condition says why, and the loop resumes (and scales down) once
 
 from __future__ import annotations
 
-import threading
 import time
 
-from batchpilot.sandbox.demo import Row, load_step
 from batchpilot.sandbox.process import tail
 from batchpilot.sandbox.sample import SampleService
-from batchpilot.sandbox.service_watch import ServiceWatch
 from batchpilot.sandbox.stack import Sandbox
+from support import BackgroundLoad
 
 SAMPLE = SampleService(name="outage", namespace="e2e-outage", model="resnet50")
 DROP_AT_S, OUTAGE_S = 60.0, 60.0
 SCHEDULE = f"{DROP_AT_S:g}s@120,140s@15"
+CONDITION_LAG_S = 12.0
 """High load scales the service up; at the drop Prometheus goes away for OUTAGE_S, longer than the 30 s
 stabilization window after which the operator would otherwise remove replicas."""
 
@@ -22,41 +21,27 @@ stabilization window after which the operator would otherwise remove replicas.""
 def test_no_scale_down_while_blind_and_recovery_when_metrics_return(sandbox: Sandbox) -> None:
     assert sandbox.prometheus is not None
     prometheus = sandbox.prometheus
-    watches: list[ServiceWatch] = []
-    started = threading.Event()
-    lines: list[str] = []
-    rows: list[Row] = []
-
-    def on_start(watch: ServiceWatch) -> None:
-        watches.append(watch)
-        started.set()
-
-    def offer_load() -> None:
-        rows.extend(load_step(sandbox, SAMPLE, SCHEDULE, lines.append, on_start=on_start))
-
-    # The load runs on a thread; Prometheus is stopped and started here, on the main thread, because the
-    # sandbox ties each process to the thread that started it (it dies with that thread).
-    loader = threading.Thread(target=offer_load, daemon=True)
-    loader.start()
+    load = BackgroundLoad(sandbox, SAMPLE, SCHEDULE)
     try:
-        assert started.wait(300), "the service never became ready:\n" + "\n".join(lines)
+        watch = load.start()
         time.sleep(DROP_AT_S)
         prometheus.stop()
         stopped = time.time()
         time.sleep(OUTAGE_S)
         prometheus.start()
         restarted = time.time()
-        loader.join(300)
+        load.join()
     finally:
         if prometheus.proc is None:
             prometheus.start()
         sandbox.kubectl("delete", "namespace", SAMPLE.namespace, "--wait=true", "--timeout=120s", check=False)
-    report = "\n".join(lines) + "\noperator log:\n" + tail(sandbox.logs / "operator.log", 20)
+    report = "\n".join(load.lines) + "\noperator log:\n" + tail(sandbox.logs / "operator.log", 20)
     print(report)
-    watched = watches[0].samples
+    watched = watch.samples
 
     before = [s for s in watched if s.at < stopped]
-    blind = [s for s in watched if stopped + 8 <= s.at < restarted]
+    # The condition follows within one loop period (5 s) plus one failed query (a 5 s timeout at most).
+    blind = [s for s in watched if stopped + CONDITION_LAG_S <= s.at < restarted]
     after = [s for s in watched if s.at >= restarted]
     scaled_to = before[-1].replicas
     assert scaled_to >= 2, f"the load did not scale the service up, so the outage proves nothing\n{report}"
@@ -64,4 +49,4 @@ def test_no_scale_down_while_blind_and_recovery_when_metrics_return(sandbox: San
     assert all(s.metrics_available == "False" for s in blind), [s.metrics_available for s in blind]
     assert any(s.metrics_available == "True" for s in after), report
     assert after[-1].replicas < scaled_to, f"no scale-down after metrics returned\n{report}"
-    assert rows and sum(r.errors for r in rows) == 0, report
+    assert load.rows and sum(r.errors for r in load.rows) == 0, report

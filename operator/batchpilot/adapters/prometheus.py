@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 from prometheus_api_client import PrometheusConnect
+from urllib3.util.retry import Retry
 
 from batchpilot.adapters.promql import ServiceQueries
 
@@ -27,7 +28,9 @@ class ServiceMetrics:
 class PrometheusReader:
     def __init__(self, url: str, timeout_s: float = 5.0) -> None:
         self.url = url
-        self._prom = PrometheusConnect(url=url, disable_ssl=True)
+        # One quick retry, not urllib3's default backoff: a tick must learn of an outage within seconds.
+        self._prom = PrometheusConnect(url=url, disable_ssl=True, timeout=int(timeout_s),
+                                       retry=Retry(total=1, backoff_factor=0.1, status_forcelist=(502, 503, 504)))
         self._timeout_s = timeout_s
 
     def _scalar(self, query: str) -> float | None:

@@ -1,0 +1,70 @@
+"""Pure edits of Triton's model config, the tuned delay kept within bounds, and the planner's delay choice."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from batchpilot.api.spec import InferenceServiceSpec
+from batchpilot.build.batching import queue_delay_us, with_queue_delay
+from batchpilot.build.children import CONFIG_HASH_ANNOTATION, config_map, deployment
+from batchpilot.control.capacity import CapacityModel
+from batchpilot.control.planner import delay_choices, plan
+from batchpilot.reconcile import tuned_queue_delay
+
+LIVE = {"name": "m", "max_batch_size": 4, "dynamic_batching": {"max_queue_delay_microseconds": "2000",
+                                                               "preserve_ordering": False}}
+PROFILE = [(1, 47.4), (2, 40.7), (4, 41.2)]
+
+
+def spec(**batching: Any) -> InferenceServiceSpec:
+    return InferenceServiceSpec.model_validate({
+        "model": {"name": "m", "repository": {"configMap": "f"}, "maxBatchSize": 4},
+        "slo": {"latencyMs": 200}, "batching": batching})
+
+
+def test_with_queue_delay_changes_only_the_delay_and_copies() -> None:
+    out = with_queue_delay(LIVE, 500)
+    assert queue_delay_us(out) == 500 and queue_delay_us(LIVE) == 2000
+    assert out["dynamic_batching"]["preserve_ordering"] is False and out["name"] == "m"
+    with pytest.raises(ValueError, match="no dynamic_batching"):
+        with_queue_delay({"name": "m"}, 500)
+    assert queue_delay_us({"name": "m"}) is None
+
+
+def test_tuned_delay_is_clamped_to_the_bounds_and_only_in_auto_mode() -> None:
+    status = {"batching": {"maxQueueDelayMicroseconds": 50_000}}
+    assert tuned_queue_delay(status, spec(mode="auto", maxQueueDelayMicroseconds=10_000)) == 10_000
+    assert tuned_queue_delay(status, spec(mode="auto", maxQueueDelayMicroseconds=100_000)) == 50_000
+    assert tuned_queue_delay(status, spec(mode="fixed")) is None
+    assert tuned_queue_delay({}, spec()) is None
+
+
+def test_a_retune_rewrites_the_configmap_but_never_rolls_the_pods() -> None:
+    s = spec(mode="auto", maxQueueDelayMicroseconds=10_000)
+    assert "max_queue_delay_microseconds: 250" in config_map("m", "ns", s, 250)["data"]["config.pbtxt"]
+    assert "max_queue_delay_microseconds: 10000" in config_map("m", "ns", s)["data"]["config.pbtxt"]
+    hashes = {deployment("m", "ns", s, 1)["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]}
+    assert len(hashes) == 1
+    off = config_map("m", "ns", spec(mode="off"))["data"]["config.pbtxt"]
+    assert "dynamic_batching" not in off
+
+
+def test_delay_choices_follow_the_mode() -> None:
+    assert delay_choices(spec(mode="fixed", maxQueueDelayMicroseconds=300_000)) == [300_000]
+    choices = delay_choices(spec(mode="auto", minQueueDelayMicroseconds=100, maxQueueDelayMicroseconds=5_000))
+    assert choices[0] == 100 and choices[-1] == 5_000 and 1000 in choices
+
+
+def test_a_poor_delay_is_shortened_and_a_current_one_kept_within_the_gain() -> None:
+    model = CapacityModel.from_profile(PROFILE)
+    s = spec(mode="auto", maxQueueDelayMicroseconds=300_000)
+    replicas, delay, predicted = plan(s, model, 20, 160, 0.85)
+    assert (replicas, delay) == (1, 0) and predicted.latency_ms <= 160
+    assert plan(s, model, 20, 160, 0.85, current_delay=100)[1] == 100  # 0.1 ms more wait is noise
+
+
+def test_the_api_refuses_crossed_delay_bounds() -> None:
+    with pytest.raises(ValueError, match="minQueueDelayMicroseconds"):
+        spec(mode="auto", minQueueDelayMicroseconds=5_000, maxQueueDelayMicroseconds=1_000)
