@@ -130,8 +130,7 @@ def decide(spec: InferenceServiceSpec, obs: Observation, history: History, now: 
     if spec.paused or obs.latency_ms is None or obs.arrival_rate is None or not (
             model.known or obs.avg_batch_size):
         # Paused, blind, or nothing learned yet: the reactive rule's holds and bounds apply.
-        fallback = step_rule.decide(spec, obs, replace(history, model=model), now)
-        return fallback
+        return step_rule.decide(spec, obs, replace(history, model=model), now)
     rate = obs.arrival_rate
     history = steady(history, rate, now)
     model = learn(spec, obs, model, history, now)
