@@ -1,0 +1,117 @@
+"""Invalid InferenceServices are refused by the real API server (schema, enums, bounds, CEL rules), and the
+message names the field. Each case is applied with kubectl, as a model owner would."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from batchpilot.api.crd import crd
+from batchpilot.sandbox.controlplane import ControlPlane
+
+NAMESPACE = "bad-input"
+VALID: dict[str, Any] = {
+    "apiVersion": "batchpilot.dev/v1alpha1", "kind": "InferenceService",
+    "metadata": {"name": "svc", "namespace": NAMESPACE},
+    "spec": {"model": {"name": "resnet", "repository": {"configMap": "resnet-files"}},
+             "slo": {"latencyMs": 100}},
+}
+
+
+def kubectl(cp: ControlPlane, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["kubectl", f"--kubeconfig={cp.kubeconfig}", *args], input=stdin, capture_output=True,
+                          text=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def api(control_plane: ControlPlane) -> Iterator[ControlPlane]:
+    for args, stdin in ((("apply", "--server-side", "-f", "-"), yaml.safe_dump(crd())),
+                        (("wait", "--for=condition=Established", "--timeout=60s",
+                          "crd/inferenceservices.batchpilot.dev"), None),
+                        (("create", "namespace", NAMESPACE), None)):
+        done = kubectl(control_plane, *args, stdin=stdin)
+        assert done.returncode == 0 or "AlreadyExists" in done.stderr, done.stderr
+    yield control_plane
+
+
+def edited(path: str, value: Any) -> dict[str, Any]:
+    """VALID with the dotted path set to value (a value of DELETE removes the key)."""
+    obj = copy.deepcopy(VALID)
+    *parents, last = path.split(".")
+    node = obj
+    for key in parents:
+        node = node.setdefault(key, {})
+    if value is DELETE:
+        node.pop(last)
+    else:
+        node[last] = value
+    return obj
+
+
+DELETE = object()
+CASES = [
+    # (case, path, value, text the error must contain)
+    ("missing model", "spec.model", DELETE, "spec.model"),
+    ("missing slo", "spec.slo", DELETE, "spec.slo"),
+    ("missing model name", "spec.model.name", DELETE, "spec.model.name"),
+    ("missing repository", "spec.model.repository", DELETE, "spec.model.repository"),
+    ("missing latency", "spec.slo.latencyMs", DELETE, "spec.slo.latencyMs"),
+    ("latency is a string", "spec.slo.latencyMs", "fast", "spec.slo.latencyMs"),
+    ("latency zero", "spec.slo.latencyMs", 0, "spec.slo.latencyMs"),
+    ("latency negative", "spec.slo.latencyMs", -5, "spec.slo.latencyMs"),
+    ("percentile 90", "spec.slo.percentile", 90, "spec.slo.percentile"),
+    ("model name with quotes (PromQL injection)", "spec.model.name", 'm"} or vector(1) or {a="',
+     "spec.model.name"),
+    ("model name with a slash", "spec.model.name", "../etc", "spec.model.name"),
+    ("model name upper case", "spec.model.name", "ResNet", "spec.model.name"),
+    ("configMap name invalid", "spec.model.repository.configMap", "Bad_Name!", "spec.model.repository.configMap"),
+    ("unknown repository field", "spec.model.repository.s3", "s3://bucket", "s3"),
+    ("backend with spaces", "spec.model.backend", "py thon", "spec.model.backend"),
+    ("maxBatchSize negative", "spec.model.maxBatchSize", -1, "spec.model.maxBatchSize"),
+    ("maxBatchSize huge", "spec.model.maxBatchSize", 100000, "spec.model.maxBatchSize"),
+    ("maxBatchSize a float", "spec.model.maxBatchSize", 2.5, "spec.model.maxBatchSize"),
+    ("empty profile", "spec.model.profile", {"points": []}, "spec.model.profile.points"),
+    ("profile point batch 0", "spec.model.profile", {"points": [{"batchSize": 0, "latencyMs": 4}]},
+     "batchSize"),
+    ("gpus negative", "spec.runtime", {"gpus": -1}, "spec.runtime.gpus"),
+    ("memory not a quantity", "spec.runtime", {"memory": "lots"}, "spec.runtime.memory"),
+    ("cpu not a quantity", "spec.runtime", {"cpu": "2 cores"}, "spec.runtime.cpu"),
+    ("minReplicas zero", "spec.autoscaling", {"minReplicas": 0}, "spec.autoscaling.minReplicas"),
+    ("minReplicas above maxReplicas (CEL)", "spec.autoscaling", {"minReplicas": 5, "maxReplicas": 2},
+     "minReplicas must be <= maxReplicas"),
+    ("stabilization too long", "spec.autoscaling", {"scaleDownStabilizationSeconds": 86400},
+     "spec.autoscaling.scaleDownStabilizationSeconds"),
+    ("batching mode unknown", "spec.batching", {"mode": "turbo"}, "spec.batching.mode"),
+    ("queue delay above Triton's bound", "spec.batching", {"maxQueueDelayMicroseconds": 5_000_000},
+     "spec.batching.maxQueueDelayMicroseconds"),
+    ("delay bounds crossed (CEL)", "spec.batching", {"minQueueDelayMicroseconds": 9000,
+                                                      "maxQueueDelayMicroseconds": 1000},
+     "minQueueDelayMicroseconds must be <= maxQueueDelayMicroseconds"),
+    ("preferred batch size zero", "spec.batching", {"preferredBatchSizes": [0, 8]},
+     "spec.batching.preferredBatchSizes"),
+    ("instanceCount zero", "spec.batching", {"instanceCount": 0}, "spec.batching.instanceCount"),
+    ("paused not a boolean", "spec.paused", "yes", "spec.paused"),
+    ("unknown top-level spec field", "spec.replicas", 3, "replicas"),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_the_api_server_refuses_it_naming_the_field(api: ControlPlane, path: str, value: Any,
+                                                    expected: str) -> None:
+    done = kubectl(api, "apply", "-f", "-", stdin=yaml.safe_dump(edited(path, value)))
+    assert done.returncode != 0, f"accepted: {path}={value!r}"
+    assert expected in done.stderr, done.stderr
+
+
+def test_the_valid_manifest_is_accepted_and_defaulted(api: ControlPlane) -> None:
+    done = kubectl(api, "apply", "-f", "-", stdin=yaml.safe_dump(VALID))
+    assert done.returncode == 0, done.stderr
+    live = yaml.safe_load(kubectl(api, "get", "inferenceservice", "-n", NAMESPACE, "svc", "-o", "yaml").stdout)
+    assert live["spec"]["batching"]["mode"] == "auto"
+    assert live["spec"]["autoscaling"] == {"minReplicas": 1, "maxReplicas": 4, "scaleDownStabilizationSeconds": 60}
+    kubectl(api, "delete", "inferenceservice", "-n", NAMESPACE, "svc")
