@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from batchpilot.sandbox.demo import Row, load_step
 from batchpilot.sandbox.sample import SampleService
@@ -94,3 +96,28 @@ class BackgroundLoad:
 
     def join(self, timeout_s: float = 300) -> None:
         self._thread.join(timeout_s)
+
+
+@contextlib.contextmanager
+def metrics_stub(host: str, value: int) -> Iterator[str]:
+    """A /metrics endpoint with the counter stub_requests_total on host, in a thread; yields ip:port."""
+    body = f"# TYPE stub_requests_total counter\nstub_requests_total {value}\n".encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer((host, 0), Handler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+    try:
+        yield f"{host}:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -9,11 +9,8 @@ import os
 import signal
 import subprocess
 import sys
-import threading
-import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +29,7 @@ from batchpilot.sandbox.prometheus import (
     find_prometheus,
     render_config,
 )
+from support import metrics_stub, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -178,45 +176,6 @@ def prometheus_binary() -> Path:
         pytest.fail(f"Prometheus is needed for these tests and is not installed: {e}")
 
 
-class _Metrics(BaseHTTPRequestHandler):
-    value = 0
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
-        body = f"# TYPE stub_requests_total counter\nstub_requests_total {self.value}\n".encode()
-        self.send_response(200 if self.path == "/metrics" else 404)
-        self.send_header("Content-Type", "text/plain; version=0.0.4")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@contextlib.contextmanager
-def metrics_stub(host: str, value: int) -> Iterator[str]:
-    """A /metrics endpoint with one counter on host, in a thread; yields ip:port."""
-    handler = type("Handler", (_Metrics,), {"value": value})
-    server = ThreadingHTTPServer((host, 0), handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    thread.start()
-    try:
-        yield f"{host}:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def wait_for(what: str, probe: Callable[[], Any], timeout_s: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = probe()
-        if result:
-            return result
-        time.sleep(0.25)
-    raise AssertionError(f"{what}: nothing after {timeout_s:.0f}s")
-
-
 def static_only(targets: list[str]) -> dict[str, Any]:
     cfg = render_config(API_UNUSED, "/nonexistent/ca", "/nonexistent/crt", "/nonexistent/key", 0.5, targets)
     cfg["scrape_configs"] = [j for j in cfg["scrape_configs"] if j["job_name"] == OPERATOR_JOB]
@@ -230,12 +189,12 @@ def test_prometheus_scrapes_a_static_target_and_reloads(prometheus_binary: Path,
         PrometheusServer(tmp_path, static_only([a]), extra_args=FAST_DISCOVERY) as prom,
     ):
         api = PrometheusConnect(prom.url)
-        (series,) = wait_for("stub_requests_total from A", lambda: api.custom_query("stub_requests_total"))
+        (series,) = wait_for("stub_requests_total from A", lambda: api.custom_query("stub_requests_total"), 30)
         assert series["metric"]["job"] == OPERATOR_JOB and series["metric"]["instance"] == a
         assert series["value"][1] == "42"
         prom.reload(static_only([b]))
         query = f'stub_requests_total{{instance="{b}"}}'
-        (series,) = wait_for("stub_requests_total from B after reload", lambda: api.custom_query(query))
+        (series,) = wait_for("stub_requests_total from B after reload", lambda: api.custom_query(query), 30)
         assert series["value"][1] == "7"
         with pytest.raises(PrometheusError, match="rejected"):
             prom.reload({"global": {"scrape_interval": "soon"}})

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import threading
-import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,44 +23,11 @@ from batchpilot.sandbox.prometheus import (
     find_prometheus,
     render_config,
 )
+from support import metrics_stub, wait_for
 
 pytestmark = pytest.mark.integration
 
 SCRAPED_IP, PLAIN_IP = "127.0.0.218", "127.0.0.219"
-
-
-@contextlib.contextmanager
-def metrics_stub(host: str, value: int) -> Iterator[str]:
-    """A /metrics endpoint with the counter stub_requests_total on host, in a thread; yields ip:port."""
-    body = f"# TYPE stub_requests_total counter\nstub_requests_total {value}\n".encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer((host, 0), Handler)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
-    try:
-        yield f"{host}:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def wait_for(what: str, probe: Callable[[], Any], timeout_s: float) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if result := probe():
-            return result
-        time.sleep(0.25)
-    raise AssertionError(f"{what}: nothing after {timeout_s:.0f}s")
 
 
 @pytest.fixture(scope="module")

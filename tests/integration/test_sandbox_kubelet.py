@@ -13,10 +13,10 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -24,12 +24,12 @@ from batchpilot.sandbox.controlplane import ControlPlane
 from batchpilot.sandbox.gpu_emulator import model_configmap
 from batchpilot.sandbox.kube_client import KubeClient, is_already_exists, is_not_found
 from batchpilot.sandbox.process import tail
+from support import wait_for
 
 NODE = "kubelet-test-gpu"
 SCHEDULER = "kubelet-test-scheduler"
 NAMESPACE = "kubelet-test"
 GPUS = 2
-T = TypeVar("T")
 Obj = dict[str, Any]
 CONFIG_PBTXT = """backend: "python"
 max_batch_size: 32
@@ -44,18 +44,6 @@ class Kubelet:
     workdir: Path
     log: Path
     api: KubeClient
-
-
-def wait_for(what: str, check: Callable[[], T | None], timeout_s: float, log: Path | None = None) -> T:
-    """Poll check until it returns a truthy value; fail naming what was awaited (and the kubelet log)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.25)
-    detail = f"\nkubelet log tail:\n{tail(log, 40)}" if log else ""
-    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}{detail}")
 
 
 def start_kubelet(kubeconfig: Path, workdir: Path, node: str, scheduler: str) -> Kubelet:
@@ -81,7 +69,7 @@ def start_kubelet(kubeconfig: Path, workdir: Path, node: str, scheduler: str) ->
             return False
         return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
-    wait_for(f"node {node} Ready", node_ready, 60, log)
+    wait_for(f"node {node} Ready", node_ready, 60, lambda: tail(log, 40))
     return Kubelet(proc, workdir, log, api)
 
 
@@ -210,7 +198,7 @@ def test_triton_pod_serves_queues_for_gpus_and_goes_away(kubelet: Kubelet) -> No
         "one Running, Ready pod",
         lambda: next(iter(p for p in pods(api) if is_ready(p)), None),
         90,
-        kubelet.log,
+        lambda: tail(kubelet.log, 40),
     )
     ready_after_s = time.monotonic() - created
     status = pod["status"]
@@ -230,7 +218,7 @@ def test_triton_pod_serves_queues_for_gpus_and_goes_away(kubelet: Kubelet) -> No
         waiting = [c for p in current if (c := unschedulable(p))]
         return (ready, waiting[0]) if len(current) == GPUS + 1 and len(ready) == GPUS and waiting else None
 
-    ready, condition = wait_for(f"{GPUS} Ready pods and 1 Unschedulable", gpus_full, 90, kubelet.log)
+    ready, condition = wait_for(f"{GPUS} Ready pods and 1 Unschedulable", gpus_full, 90, lambda: tail(kubelet.log, 40))
     assert condition["message"] == "0/1 nodes are available: 1 Insufficient nvidia.com/gpu."
     ips = {p["status"]["podIP"] for p in ready}
     assert len(ips) == GPUS, f"pod IPs must be unique: {ips}"
@@ -240,7 +228,7 @@ def test_triton_pod_serves_queues_for_gpus_and_goes_away(kubelet: Kubelet) -> No
     assert pending[0]["status"]["phase"] == "Pending" and not pending[0]["spec"].get("nodeName")
 
     api.request("DELETE", f"{deployments}/emulator", {"propagationPolicy": "Background"})
-    wait_for("all pods deleted", lambda: not pods(api), 60, kubelet.log)
+    wait_for("all pods deleted", lambda: not pods(api), 60, lambda: tail(kubelet.log, 40))
     assert triton_processes(str(kubelet.workdir)) == []
     assert list((kubelet.workdir / "pods").iterdir()) == []
 
@@ -264,7 +252,7 @@ def test_pods_die_with_a_killed_kubelet(control_plane: ControlPlane, tmp_path: P
             cid = state.get("running") and live["status"]["containerStatuses"][0]["containerID"]
             return int(cid.rsplit("-", 1)[1]) if cid else None
 
-        pid = wait_for("sleeper running", running_pid, 30, kubelet.log)
+        pid = wait_for("sleeper running", running_pid, 30, lambda: tail(kubelet.log, 40))
         assert Path(f"/proc/{pid}").exists()
         os.kill(kubelet.proc.pid, signal.SIGKILL)
         kubelet.proc.wait(timeout=10)
