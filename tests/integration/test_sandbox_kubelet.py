@@ -24,7 +24,7 @@ from batchpilot.sandbox.controlplane import ControlPlane
 from batchpilot.sandbox.gpu_emulator import model_configmap
 from batchpilot.sandbox.kube_client import KubeClient, is_already_exists, is_not_found
 from batchpilot.sandbox.process import tail
-from support import wait_for
+from support import processes_with, wait_for
 
 NODE = "kubelet-test-gpu"
 SCHEDULER = "kubelet-test-scheduler"
@@ -96,17 +96,7 @@ def ensure_namespace(api: KubeClient) -> None:
 
 def triton_processes(marker: str) -> list[int]:
     """PIDs of tritonserver or its Python stubs whose command line mentions marker (our workdir)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if ("tritonserver" in cmdline or "triton_python_backend_stub" in cmdline) and marker in cmdline:
-            pids.append(int(entry.name))
-    return pids
+    return processes_with("tritonserver", marker) + processes_with("triton_python_backend_stub", marker)
 
 
 @pytest.fixture(scope="module")
