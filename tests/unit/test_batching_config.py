@@ -45,8 +45,14 @@ def test_a_retune_rewrites_the_configmap_but_never_rolls_the_pods() -> None:
     s = spec(mode="auto", maxQueueDelayMicroseconds=10_000)
     assert "max_queue_delay_microseconds: 250" in config_map("m", "ns", s, 250)["data"]["config.pbtxt"]
     assert "max_queue_delay_microseconds: 10000" in config_map("m", "ns", s)["data"]["config.pbtxt"]
-    hashes = {deployment("m", "ns", s, 1)["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]}
-    assert len(hashes) == 1
+
+    def config_hash(sp: InferenceServiceSpec) -> str:
+        return str(deployment("m", "ns", sp, 1)["spec"]["template"]["metadata"]["annotations"][
+            CONFIG_HASH_ANNOTATION])
+
+    # The hash follows the spec's bounds, not the tuned delay: only a spec edit rolls the pods.
+    assert config_hash(spec(mode="auto", maxQueueDelayMicroseconds=20_000)) != config_hash(s)
+    assert config_hash(spec(mode="auto", maxQueueDelayMicroseconds=10_000)) == config_hash(s)
     off = config_map("m", "ns", spec(mode="off"))["data"]["config.pbtxt"]
     assert "dynamic_batching" not in off
 

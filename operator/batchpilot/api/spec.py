@@ -93,7 +93,7 @@ class AutoscalingSpec(ApiModel):
     max_replicas: Annotated[int, Field(ge=1, le=1000)] = 4
     """Most replicas (each takes `runtime.gpus` GPUs)."""
     scale_down_stabilization_seconds: Annotated[int, Field(ge=0, le=3600)] = 60
-    """Latency must stay well below the SLO this long before a replica is removed."""
+    """Fewer replicas must be predicted to meet the SLO with margin this long before any is removed."""
 
     @model_validator(mode="after")
     def _ordered(self) -> AutoscalingSpec:

@@ -1,7 +1,7 @@
 """The sample InferenceService the demo and the closed-loop tests serve: a GPU-emulating model in the sandbox.
 
 The emulator runs the H100 ResNet-50 profile slowed down by `time_scale` (10x: a batch takes ~41-47 ms), with
-`maxBatchSize` 4, so one sandbox replica saturates near 90 requests/s: a load step the CPU sandbox can offer
+`maxBatchSize` 4, so one sandbox replica saturates near 95 requests/s: a load step the CPU sandbox can offer
 (~100-150/s) needs more than one replica, which is what the control loop must discover.
 """
 
