@@ -47,7 +47,7 @@ def tick(
     error: str | None = None
     metrics = None
     try:
-        metrics = prometheus.read(queries, spec.slo.percentile, settings.stale_after_seconds)
+        metrics = prometheus.read(queries, spec.slo.percentile, spec.autoscaling.metrics_outage.stale_after_seconds)
     except MetricsUnavailable as e:
         error = str(e)
     observation = Observation(at=now, replicas=deployment.replicas, ready_replicas=deployment.ready_replicas,

@@ -11,11 +11,13 @@ import kopf
 
 from batchpilot import metrics
 from batchpilot.adapters.kube import Kube
+from batchpilot.adapters.pods import service_pods
 from batchpilot.adapters.prometheus import PrometheusReader
 from batchpilot.api.parse import SpecError, parse_spec
-from batchpilot.api.spec import GROUP, PLURAL, VERSION, InferenceServiceSpec
+from batchpilot.api.spec import GROUP, KIND, PLURAL, VERSION, InferenceServiceSpec
 from batchpilot.build import status as render
 from batchpilot.build.names import ChildNames
+from batchpilot.build.pod_health import failure_event
 from batchpilot.control_loop import tick
 from batchpilot.reconcile import reconcile
 from batchpilot.settings import OperatorSettings
@@ -30,7 +32,7 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
     settings.posting.level = logging.WARNING
     memo.kube = Kube()
-    memo.prometheus = PrometheusReader(SETTINGS.prometheus_url)
+    memo.prometheus = {}
     metrics.serve(SETTINGS.metrics_port, SETTINGS.metrics_address)
 
 
@@ -39,6 +41,15 @@ def _spec(spec: kopf.Spec) -> InferenceServiceSpec:
         return parse_spec(spec)
     except SpecError as e:
         raise kopf.PermanentError(str(e)) from None
+
+
+def _prometheus(memo: kopf.Memo, spec: InferenceServiceSpec) -> PrometheusReader:
+    """The reader of the service's Prometheus (spec.prometheus.url, else the operator's), one per URL."""
+    url = spec.prometheus.url if spec.prometheus else SETTINGS.prometheus_url
+    readers: dict[str, PrometheusReader] = memo.prometheus
+    if url not in readers:
+        readers[url] = PrometheusReader(url)
+    return readers[url]
 
 
 def _lock(memo: kopf.Memo) -> threading.Lock:
@@ -53,10 +64,37 @@ def reconcile_children(body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, patch:
                        **_: Any) -> None:
     parsed = _spec(spec)
     with _lock(memo):
-        replicas = reconcile(memo.kube, dict(body), parsed)
+        replicas = reconcile(memo.kube, dict(body), parsed, SETTINGS.fetcher_image)
     patch.status["observedGeneration"] = meta.get("generation")
     patch.status["replicas"] = replicas
     patch.status["selector"] = ChildNames(meta["name"]).selector_string
+
+
+def _owner(meta: kopf.Meta) -> str | None:
+    """Name of the InferenceService that controls a child, None for anything else."""
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("controller") and ref.get("kind") == KIND and ref.get("apiVersion") == f"{GROUP}/{VERSION}":
+            return str(ref["name"])
+    return None
+
+
+_CHILD = {"labels": {"app.kubernetes.io/managed-by": "batchpilot"}}
+
+
+@kopf.on.event("apps", "v1", "deployments", **_CHILD)  # type: ignore[arg-type]
+@kopf.on.event("v1", "services", **_CHILD)  # type: ignore[arg-type]
+@kopf.on.event("v1", "configmaps", **_CHILD)  # type: ignore[arg-type]
+@kopf.on.event("policy", "v1", "poddisruptionbudgets", **_CHILD)  # type: ignore[arg-type]
+def repair_child(type: str | None, meta: kopf.Meta, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+    """A child edited or deleted by someone else goes back to what its InferenceService says."""
+    name = _owner(meta)
+    if type is None or name is None or namespace is None:
+        return  # the initial listing: resume has reconciled every service already
+    owner = memo.kube.inference_service(namespace, name)
+    if owner is None:
+        return  # the owner is going: garbage collection removes the children
+    with _lock(memo):
+        reconcile(memo.kube, owner, _spec(owner["spec"]), SETTINGS.fetcher_image)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=SETTINGS.control_interval_seconds, initial_delay=1.0)
@@ -68,7 +106,7 @@ def control(body: kopf.Body, spec: kopf.Spec, name: str, namespace: str | None, 
     now = time.time()
     with metrics.loop_seconds.labels(*labels).time(), _lock(memo):
         try:
-            result = tick(memo.kube, memo.prometheus, SETTINGS, dict(body), parsed,
+            result = tick(memo.kube, _prometheus(memo, parsed), SETTINGS, dict(body), parsed,
                           memo.get("history") or render.resumed_history(dict(status)), now)
         except Exception:
             metrics.loop_errors.labels(*labels).inc()
@@ -80,8 +118,10 @@ def control(body: kopf.Body, spec: kopf.Spec, name: str, namespace: str | None, 
     generation = int(meta.get("generation") or 0)
     previous = status.get("conditions")
     desired = decision.replicas
+    pods = service_pods(memo.kube.api, namespace, ChildNames(name).selector_string)
+    ready = render.ready_condition(previous, obs.ready_replicas, desired, generation, now, pods)
     updates = [
-        render.ready_condition(previous, obs.ready_replicas, desired, generation, now),
+        ready,
         render.condition(previous, "MetricsAvailable", result.metrics_error is None,
                          "MetricsFresh" if result.metrics_error is None else "MetricsMissing",
                          result.metrics_error or "fresh Triton samples in Prometheus", generation, now),
@@ -90,6 +130,9 @@ def control(body: kopf.Body, spec: kopf.Spec, name: str, namespace: str | None, 
         render.slo_condition(previous, parsed, obs.latency_ms, generation, now),
     ]
     patch.status["conditions"] = render.merge_conditions(previous, updates)
+    failure = failure_event(previous, ready)
+    if failure is not None:
+        kopf.event(body, type="Warning", reason=failure[0], message=failure[1])
     patch.status["replicas"] = desired
     patch.status["readyReplicas"] = obs.ready_replicas
     patch.status["observed"] = render.observed(obs, now)

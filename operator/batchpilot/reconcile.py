@@ -19,10 +19,14 @@ def owned_by(manifest: Manifest, owner: dict[str, Any]) -> Manifest:
     return {**manifest, "metadata": {**meta, "ownerReferences": [ref]}}
 
 
+POD_MONITOR_CRD = "podmonitors.monitoring.coreos.com"
+
+
 def desired_replicas(live: int | None, spec: InferenceServiceSpec) -> int:
-    """Replicas are the control loop's: keep the live count, only clamped into the spec's bounds."""
+    """Replicas are the control loop's: keep the live count (or the manual spec.replicas), clamped into the
+    spec's bounds."""
     bounds = spec.autoscaling
-    start = bounds.min_replicas if live is None else live
+    start = spec.replicas if spec.replicas is not None else (bounds.min_replicas if live is None else live)
     return max(bounds.min_replicas, min(bounds.max_replicas, start))
 
 
@@ -35,12 +39,13 @@ def tuned_queue_delay(status: dict[str, Any], spec: InferenceServiceSpec) -> int
     return min(batching.max_queue_delay_microseconds, max(batching.min_queue_delay_microseconds, int(applied)))
 
 
-def reconcile(kube: Kube, owner: dict[str, Any], spec: InferenceServiceSpec) -> int:
+def reconcile(kube: Kube, owner: dict[str, Any], spec: InferenceServiceSpec, fetcher_image: str) -> int:
     """Apply every child; returns the replica count the Deployment was applied with."""
     name, namespace = owner["metadata"]["name"], owner["metadata"]["namespace"]
     live = kube.deployment(namespace, name)
     replicas = desired_replicas(live.replicas if live else None, spec)
     delay = tuned_queue_delay(owner.get("status") or {}, spec)
-    for manifest in children(name, namespace, spec, replicas, delay):
+    for manifest in children(name, namespace, spec, replicas, delay, fetcher_image=fetcher_image,
+                             pod_monitor_crd=kube.has_crd(POD_MONITOR_CRD)):
         kube.apply(owned_by(manifest, owner))
     return replicas

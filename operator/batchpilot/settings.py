@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from batchpilot.build.children import DEFAULT_FETCHER_IMAGE
+
 
 class OperatorSettings(BaseSettings):
     """Defaults suit a real cluster; the sandbox and tests shorten the periods."""
@@ -15,7 +17,7 @@ class OperatorSettings(BaseSettings):
                                 description="Prometheus that scrapes the Triton pods.")
     control_interval_seconds: float = Field(15.0, gt=0, description="Period of the replica control loop.")
     metrics_window_seconds: float = Field(30.0, gt=0, description="Window of rate() in PromQL queries.")
-    stale_after_seconds: float = Field(60.0, gt=0,
-                                       description="Metrics older than this count as missing (no action).")
+    fetcher_image: str = Field(DEFAULT_FETCHER_IMAGE,
+                               description="Image of the init container that fetches storageUri models.")
     metrics_port: int = Field(8080, ge=0, le=65535, description="Port of the operator's own /metrics (0: off).")
     metrics_address: str = Field("0.0.0.0", description="Address the operator's /metrics binds to.")

@@ -20,9 +20,11 @@ def spec(**overrides: object) -> InferenceServiceSpec:
     return InferenceServiceSpec.model_validate({**BASE, **overrides})
 
 
-def test_children_are_config_service_deployment_with_shared_labels() -> None:
-    cm, svc, dep = children("resnet", "ml", spec(), replicas=2)
-    assert [m["kind"] for m in (cm, svc, dep)] == ["ConfigMap", "Service", "Deployment"]
+def test_children_are_config_service_pdb_deployment_with_shared_labels() -> None:
+    cm, svc, pdb, dep = children("resnet", "ml", spec(), replicas=2)
+    assert [m["kind"] for m in (cm, svc, pdb, dep)] == ["ConfigMap", "Service", "PodDisruptionBudget", "Deployment"]
+    assert pdb["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": {"batchpilot.dev/inferenceservice":
+                                                                                 "resnet"}}}
     selector = {"batchpilot.dev/inferenceservice": "resnet"}
     assert svc["spec"]["selector"] == selector
     assert dep["spec"]["selector"]["matchLabels"] == selector
@@ -32,14 +34,18 @@ def test_children_are_config_service_deployment_with_shared_labels() -> None:
 
 
 def test_triton_runs_explicit_model_control_with_summary_latencies_and_gpus() -> None:
-    dep = deployment("resnet", "ml", spec(runtime={"gpus": 2}), replicas=1)
+    dep = deployment("resnet", "ml", spec(runtime={"resources": {"limits": {"nvidia.com/gpu": 2}}}), replicas=1)
     pod = dep["spec"]["template"]
     container = pod["spec"]["containers"][0]
     assert container["command"] == ["tritonserver"]
     for arg in ("--model-control-mode=explicit", "--load-model=resnet", "--strict-readiness=true",
                 "--metrics-port=8002", "--metrics-config=summary_latencies=true"):
         assert arg in container["args"]
-    assert container["resources"]["limits"]["nvidia.com/gpu"] == 2
+    assert container["resources"] == {"limits": {"nvidia.com/gpu": 2}}
+    assert pod["spec"]["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert container["lifecycle"]["preStop"]["sleep"]["seconds"] > 0
+    assert container["securityContext"]["runAsNonRoot"] and container["securityContext"]["capabilities"] == {
+        "drop": ["ALL"]}
     assert pod["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
     assert dep["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
 
@@ -59,6 +65,70 @@ def test_config_pbtxt_carries_batching_and_its_hash_rolls_the_pods() -> None:
     assert config_hash(s) != config_hash(spec())
 
 
+def test_runtime_fields_reach_the_pod() -> None:
+    runtime = {
+        "resources": {"requests": {"cpu": "2"}}, "nodeSelector": {"nvidia.com/gpu.product": "H100"},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}],
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": []}}},
+        "env": [{"name": "A", "value": "1"}, {"name": "B", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}],
+        "serviceAccountName": "triton", "imagePullSecrets": [{"name": "regcred"}],
+    }
+    pod = deployment("resnet", "ml", spec(runtime=runtime), 1)["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "H100"}
+    assert pod["tolerations"] == [runtime["tolerations"][0]]  # type: ignore[index]  # no GPU: no GPU toleration
+    assert pod["affinity"] == runtime["affinity"]
+    assert pod["containers"][0]["env"] == runtime["env"]
+    assert (pod["serviceAccountName"], pod["imagePullSecrets"]) == ("triton", [{"name": "regcred"}])
+
+
+def test_repository_sources_mount_the_model_directory() -> None:
+    def pod_of(repository: dict[str, object]) -> dict[str, object]:
+        s = spec(model={**BASE["model"], "repository": repository})  # type: ignore[dict-item]
+        return dict(deployment("resnet", "ml", s, 1, fetcher_image="fetcher:1")["spec"]["template"]["spec"])
+
+    cm = pod_of({"configMap": "files"})
+    assert "initContainers" not in cm
+    assert {m["mountPath"] for m in cm["containers"][0]["volumeMounts"]} == {  # type: ignore[index]
+        "/models/resnet/config.pbtxt", "/models/resnet/1"}
+    pvc = pod_of({"pvc": {"claimName": "models", "subPath": "resnet"}})
+    assert pvc["volumes"][1] == {"name": "model-files",  # type: ignore[index]
+                                 "persistentVolumeClaim": {"claimName": "models", "readOnly": True}}
+    assert pvc["containers"][0]["volumeMounts"][0] == {  # type: ignore[index]
+        "name": "model-files", "mountPath": "/models/resnet", "readOnly": True, "subPath": "resnet"}
+    uri = pod_of({"storageUri": "s3://models/resnet", "credentialsSecret": "s3-creds"})
+    fetch = uri["initContainers"][0]  # type: ignore[index]
+    assert fetch["image"] == "fetcher:1" and fetch["envFrom"] == [{"secretRef": {"name": "s3-creds"}}]
+    assert fetch["command"][-4:] == ["--uri", "s3://models/resnet", "--dest", "/models/resnet"]
+    assert uri["volumes"][1] == {"name": "model-files", "emptyDir": {}}  # type: ignore[index]
+
+
+@pytest.mark.parametrize("repository", [
+    {}, {"configMap": "a", "pvc": {"claimName": "b"}}, {"configMap": "a", "credentialsSecret": "s"},
+    {"storageUri": "http://insecure/model.tgz"}, {"storageUri": "s3://Bad_Bucket/x"},
+    {"storageUri": "https://host/a b"}, {"storageUri": "ftp://host/x"},
+])
+def test_bad_repositories_are_refused(repository: dict[str, object]) -> None:
+    with pytest.raises(SpecError, match=r"spec\.model\.repository"):
+        parse_spec({**BASE, "model": {"name": "m", "repository": repository}})
+
+
+def test_config_pbtxt_renders_platform_and_tensors() -> None:
+    s = spec(model={"name": "r", "repository": {"configMap": "f"}, "platform": "onnxruntime_onnx",
+                    "inputs": [{"name": "x", "dataType": "TYPE_FP32", "dims": [3, -1]}],
+                    "outputs": [{"name": "y", "dataType": "TYPE_INT64", "dims": [1]}]})
+    text = render_config_pbtxt(s.model, s.batching)
+    assert 'platform: "onnxruntime_onnx"' in text and "backend" not in text
+    assert 'input [\n  { name: "x" data_type: TYPE_FP32 dims: [ 3, -1 ] }\n]' in text
+    assert 'output [\n  { name: "y" data_type: TYPE_INT64 dims: [ 1 ] }\n]' in text
+    with pytest.raises(SpecError, match="backend .* or platform"):
+        parse_spec({**BASE, "model": {**BASE["model"], "backend": "python", "platform": "onnxruntime_onnx"}})
+
+
+def test_pod_monitor_only_where_its_crd_exists() -> None:
+    assert [m["kind"] for m in children("r", "ml", spec(), 1, pod_monitor_crd=True)][-1] == "PodMonitor"
+    assert "PodMonitor" not in [m["kind"] for m in children("r", "ml", spec(), 1)]
+
+
 def test_no_dynamic_batching_without_batching() -> None:
     s = spec(model={**BASE["model"], "maxBatchSize": 0})  # type: ignore[dict-item]
     assert "dynamic_batching" not in render_config_pbtxt(s.model, s.batching)
@@ -75,6 +145,11 @@ def test_owner_reference_makes_the_custom_resource_the_controller() -> None:
 @pytest.mark.parametrize(("live", "expected"), [(None, 1), (3, 3), (0, 1), (9, 4)])
 def test_reconcile_keeps_the_loops_replicas_within_bounds(live: int | None, expected: int) -> None:
     assert desired_replicas(live, spec()) == expected
+
+
+def test_reconcile_applies_a_manual_replica_pin_within_bounds() -> None:
+    assert desired_replicas(1, spec(replicas=3)) == 3
+    assert desired_replicas(2, spec(replicas=0)) == 1
 
 
 def test_bad_spec_names_the_field_and_value() -> None:

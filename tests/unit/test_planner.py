@@ -12,22 +12,24 @@ from hypothesis import strategies as st
 
 from batchpilot.api.spec import InferenceServiceSpec
 from batchpilot.control.capacity import Candidate, CapacityModel
-from batchpilot.control.planner import SCALE_UP_COOLDOWN_S, decide
+from batchpilot.control.planner import decide
 from batchpilot.control.types import History, Observation
 
 NOW = 1_000_000.0
+SCALE_UP_COOLDOWN_S = 10  # spec.autoscaling.scaleUp.cooldownSeconds default
 # The sandbox's emulated GPU: ResNet-50 on an H100, ten times slower (ms per batch).
 PROFILE = [(1, 47.4), (2, 40.7), (4, 41.2), (8, 43.3), (16, 43.7), (32, 43.2), (64, 76.9)]
 
 
 def spec(lo: int = 1, hi: int = 8, slo: float = 150, max_batch: int = 4, profile: bool = True,
-         paused: bool = False, window: int = 60) -> InferenceServiceSpec:
+         paused: bool = False, window: int = 60, **autoscaling: Any) -> InferenceServiceSpec:
     model: dict[str, Any] = {"name": "m", "repository": {"configMap": "m-files"}, "maxBatchSize": max_batch}
     if profile:
         model["profile"] = {"points": [{"batchSize": b, "latencyMs": ms} for b, ms in PROFILE]}
     return InferenceServiceSpec.model_validate({
         "model": model, "slo": {"latencyMs": slo}, "paused": paused,
-        "autoscaling": {"minReplicas": lo, "maxReplicas": hi, "scaleDownStabilizationSeconds": window},
+        "autoscaling": {"minReplicas": lo, "maxReplicas": hi,
+                        "scaleDown": {"stabilizationSeconds": window}, **autoscaling},
     })
 
 
@@ -61,6 +63,20 @@ CASES = [
     ("no profile and no traffic seen: the reactive rule", spec(profile=False), obs(1, 50, p95=400, queue=300),
      History(), 2, "ScaleUp"),
     ("below min is raised", spec(lo=2), obs(1, 10), History(), 2, "BelowMinReplicas"),
+    ("scaleUp.maxStep limits a step", spec(scaleUp={"maxStep": 1}), obs(1, 240, p95=2000, queue=1500), History(),
+     2, "Panic"),
+    ("scaleUp.cooldownSeconds is the spec's", spec(scaleUp={"cooldownSeconds": 60}), obs(1, 120, p95=140, queue=20),
+     History(last_scale_at=NOW - 30), 1, "ScaleUpCooldown"),
+    ("scaleDown.maxStepPercent limits a step", spec(window=60, scaleDown={"stabilizationSeconds": 60,
+                                                                        "maxStepPercent": 25}),
+     obs(8, 15, p95=100), History(calm_since=NOW - 60), 6, "ScaleDown"),
+    ("metricsOutage hold keeps the count", spec(metricsOutage={"policy": "hold"}), obs(2, 10, p95=None),
+     History(), 2, "MetricsUnavailable"),
+    ("metricsOutage fallback raises to fallbackReplicas",
+     spec(metricsOutage={"policy": "fallback", "fallbackReplicas": 5}), obs(2, 10, p95=None), History(), 5,
+     "MetricsFallback"),
+    ("metricsOutage fallback never lowers", spec(metricsOutage={"policy": "fallback", "fallbackReplicas": 2}),
+     obs(4, 10, p95=None), History(), 4, "MetricsUnavailable"),
 ]
 
 
@@ -72,6 +88,21 @@ def test_planner(spec_: InferenceServiceSpec, observation: Observation, history:
     assert decision.reason == reason, decision.message
     if replicas is not None:
         assert decision.replicas == replicas, decision.message
+
+
+def test_manual_replicas_pin_the_count_and_still_tune_the_delay() -> None:
+    pinned = spec().model_copy(update={"replicas": 3})
+    decision = decide(pinned, obs(1, 240, p95=2000, queue=1500), History(), NOW)
+    assert (decision.replicas, decision.reason) == (3, "ManualReplicas")
+    assert decision.queue_delay_us is not None and "remove spec.replicas" in decision.message
+    assert decide(spec().model_copy(update={"replicas": 50}), obs(2, 10), History(), NOW).replicas == 8  # maxReplicas
+    assert decide(pinned, obs(3, 10, p95=None), History(), NOW).replicas == 3  # blind: still the pin
+
+
+def test_a_lower_target_utilization_plans_more_replicas() -> None:
+    loose = decide(spec(targetUtilization=0.95), obs(1, 170, p95=140, queue=20), History(), NOW)
+    tight = decide(spec(targetUtilization=0.4), obs(1, 170, p95=140, queue=20), History(), NOW)
+    assert tight.replicas > loose.replicas, (loose.message, tight.message)
 
 
 def test_a_breach_from_before_the_last_change_adds_nothing() -> None:

@@ -5,17 +5,18 @@ from __future__ import annotations
 import pytest
 
 from batchpilot.api.spec import InferenceServiceSpec
-from batchpilot.control.step_rule import CALM_FRACTION, SCALE_UP_COOLDOWN_S, decide
+from batchpilot.control.step_rule import CALM_FRACTION, decide
 from batchpilot.control.types import History, Observation
 
 NOW = 1_000_000.0
+SCALE_UP_COOLDOWN_S = 10  # spec.autoscaling.scaleUp.cooldownSeconds default
 
 
 def spec(paused: bool = False, lo: int = 1, hi: int = 4, window: int = 60) -> InferenceServiceSpec:
     return InferenceServiceSpec.model_validate({
         "model": {"name": "m", "repository": {"configMap": "m-files"}},
         "slo": {"latencyMs": 100},
-        "autoscaling": {"minReplicas": lo, "maxReplicas": hi, "scaleDownStabilizationSeconds": window},
+        "autoscaling": {"minReplicas": lo, "maxReplicas": hi, "scaleDown": {"stabilizationSeconds": window}},
         "paused": paused,
     })
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+from batchpilot.api.spec import GROUP, PLURAL, VERSION
 
 FIELD_MANAGER = "batchpilot"
 
@@ -44,13 +47,38 @@ class Kube:
 
     def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply with Batchpilot's field manager; idempotent."""
-        resource = self.dynamic.resources.get(api_version=manifest["apiVersion"], kind=manifest["kind"])
+        try:
+            resource = self.dynamic.resources.get(api_version=manifest["apiVersion"], kind=manifest["kind"])
+        except ResourceNotFoundError:  # a CRD installed since discovery was cached
+            self.dynamic.resources.invalidate_cache()
+            resource = self.dynamic.resources.get(api_version=manifest["apiVersion"], kind=manifest["kind"])
         meta = manifest["metadata"]
         result = resource.server_side_apply(
             body=manifest, name=meta["name"], namespace=meta.get("namespace"),
             field_manager=FIELD_MANAGER, force_conflicts=True,
         )
         return dict(result.to_dict())
+
+    def has_crd(self, name: str) -> bool:
+        """Whether the CustomResourceDefinition (plural.group) is installed."""
+        try:
+            client.ApiextensionsV1Api(self.api).read_custom_resource_definition(name)
+        except ApiException as e:
+            if e.status == 404:
+                return False
+            raise
+        return True
+
+    def inference_service(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The InferenceService as stored, None when it is gone or being deleted."""
+        try:
+            obj = cast(dict[str, Any], client.CustomObjectsApi(self.api).get_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name))
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+        return None if obj["metadata"].get("deletionTimestamp") else obj
 
     def deployment(self, namespace: str, name: str) -> DeploymentState | None:
         try:

@@ -16,6 +16,8 @@ class ApiModel(BaseModel):
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
-def cel(rule: str, message: str) -> ConfigDict:
-    """Model config adding a CEL rule, so the API server itself refuses the object (x-kubernetes-validations)."""
-    return ConfigDict(json_schema_extra={"x-kubernetes-validations": [{"rule": rule, "message": message}]})
+def cel(*rules_and_messages: str) -> ConfigDict:
+    """Model config adding CEL rules (rule, message, rule, message, ...), so the API server itself refuses the
+    object (x-kubernetes-validations)."""
+    pairs = zip(rules_and_messages[::2], rules_and_messages[1::2], strict=True)
+    return ConfigDict(json_schema_extra={"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in pairs]})

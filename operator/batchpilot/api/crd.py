@@ -7,7 +7,7 @@ from typing import Any
 from batchpilot.api.spec import GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION, InferenceServiceSpec
 from batchpilot.api.status import InferenceServiceStatus
 
-_DROP = {"title", "additionalProperties"}
+_DROP = {"title"}
 
 
 def _structural(node: Any, defs: dict[str, Any]) -> Any:
@@ -29,8 +29,8 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
             return _structural({**options[0], **rest}, defs)
     out: dict[str, Any] = {}
     for key, value in node.items():
-        if key in _DROP or key == "$defs":
-            continue
+        if key in _DROP or key == "$defs" or (key == "additionalProperties" and isinstance(value, bool)):
+            continue  # extra="forbid" renders additionalProperties: false, which a structural schema refuses
         if key == "properties":
             out[key] = {name: _structural(v, defs) for name, v in value.items()}
         elif key == "default" and isinstance(value, dict):
@@ -67,13 +67,26 @@ def crd() -> dict[str, Any]:
                 "name": VERSION,
                 "served": True,
                 "storage": True,
-                "subresources": {"status": {}},
+                "subresources": {
+                    "status": {},
+                    # `kubectl scale` writes spec.replicas (a manual pin); HPA-style readers see the live count.
+                    "scale": {"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas",
+                              "labelSelectorPath": ".status.selector"},
+                },
                 "additionalPrinterColumns": [
-                    {"name": "Ready", "type": "integer", "jsonPath": ".status.readyReplicas"},
-                    {"name": "Replicas", "type": "integer", "jsonPath": ".status.replicas"},
+                    {"name": "Ready", "type": "integer", "jsonPath": ".status.readyReplicas",
+                     "description": "Replicas whose Triton is ready"},
+                    {"name": "Desired", "type": "integer", "jsonPath": ".status.replicas",
+                     "description": "Replicas the control loop wants"},
                     {"name": "Latency-ms", "type": "number", "jsonPath": ".status.observed.latencyMs",
                      "description": "Observed latency at the SLO percentile"},
-                    {"name": "SLO-ms", "type": "number", "jsonPath": ".spec.slo.latencyMs"},
+                    {"name": "SLO-ms", "type": "number", "jsonPath": ".spec.slo.latencyMs",
+                     "description": "Latency objective"},
+                    {"name": "Delay-us", "type": "integer",
+                     "jsonPath": ".status.batching.maxQueueDelayMicroseconds",
+                     "description": "Queue delay the pods run"},
+                    {"name": "Status", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].reason",
+                     "description": "Reason of the Ready condition"},
                     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
                 ],
                 "schema": {"openAPIV3Schema": {

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
 from batchpilot.api.base import ApiModel, cel
+from batchpilot.api.kube_types import EnvVar, KubeObject, LocalObjectReference, Quantity, Toleration
 
 GROUP = "batchpilot.dev"
 VERSION = "v1alpha1"
@@ -16,18 +17,76 @@ SINGULAR = "inferenceservice"
 SHORT_NAMES = ["bpis"]
 
 DEFAULT_TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:25.01-py3"
+GPU_RESOURCE = "nvidia.com/gpu"
 # A Kubernetes-style name: also what a Triton model directory may be called. Restricting it here keeps
 # user strings out of PromQL and file paths.
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$"
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# https://host/path, s3://bucket/prefix or gs://bucket/prefix; no whitespace, quotes or shell metacharacters.
+STORAGE_URI_PATTERN = (r"^(https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%/+=,@:-]*)?"
+                       r"|(s3|gs)://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9._~%/+=,@:-]*)?)$")
 
-Quantity = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$")]
+
+class PvcSource(ApiModel):
+    """A PersistentVolumeClaim that holds the model directory."""
+
+    claim_name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=253)]
+    """Name of the PersistentVolumeClaim in the service's namespace."""
+    sub_path: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$", max_length=1024)] | None = None
+    """Path of the model directory inside the volume (default: the volume's root is the model directory)."""
 
 
 class ModelRepository(ApiModel):
-    """Where the model's files come from."""
+    """Where the model's files come from: exactly one of storageUri, pvc and configMap.
 
-    config_map: Annotated[str, Field(pattern=NAME_PATTERN, max_length=253)]
-    """Name of a ConfigMap in the same namespace whose keys are the files of model version 1."""
+    storageUri and pvc hold the model directory (version folders such as `1/`); a configMap holds the files
+    of version 1. A config.pbtxt found there is ignored: Batchpilot renders it from this spec."""
+
+    model_config = cel(
+        "[has(self.storageUri), has(self.pvc), has(self.configMap)].filter(x, x).size() == 1",
+        "set exactly one of storageUri, pvc and configMap",
+        "!has(self.credentialsSecret) || has(self.storageUri)",
+        "credentialsSecret applies to storageUri only",
+    )
+
+    storage_uri: Annotated[str, Field(pattern=STORAGE_URI_PATTERN, max_length=2048)] | None = None
+    """https://host/path/model.tar.gz (a .tar.gz, .tgz or .zip archive of the model directory), s3://bucket/prefix
+    or gs://bucket/prefix (every object under the prefix); fetched by an init container before Triton starts."""
+    credentials_secret: Annotated[str, Field(pattern=NAME_PATTERN, max_length=253)] | None = None
+    """Secret with the credentials for storageUri, passed to the fetcher as environment variables:
+    AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION, AWS_ENDPOINT_URL (s3; gs through
+    its S3-compatible API with HMAC keys), HTTP_AUTHORIZATION (https: the Authorization header), CA_BUNDLE (PEM
+    of a private certificate authority)."""
+    pvc: PvcSource | None = None
+    """A PersistentVolumeClaim holding the model directory, mounted read-only."""
+    config_map: Annotated[str, Field(pattern=NAME_PATTERN, max_length=253)] | None = None
+    """Name of a ConfigMap in the same namespace whose keys are the files of model version 1 (small models)."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelRepository:
+        given = [n for n, v in (("storageUri", self.storage_uri), ("pvc", self.pvc), ("configMap", self.config_map))
+                 if v is not None]
+        if len(given) != 1:
+            raise ValueError(f"spec.model.repository: set exactly one of storageUri, pvc and configMap (got "
+                             f"{', '.join(given) or 'none'})")
+        if self.credentials_secret is not None and self.storage_uri is None:
+            raise ValueError("spec.model.repository.credentialsSecret applies to storageUri only: remove it")
+        return self
+
+
+DataType = Literal["TYPE_BOOL", "TYPE_UINT8", "TYPE_UINT16", "TYPE_UINT32", "TYPE_UINT64", "TYPE_INT8", "TYPE_INT16",
+                   "TYPE_INT32", "TYPE_INT64", "TYPE_FP16", "TYPE_FP32", "TYPE_FP64", "TYPE_STRING", "TYPE_BF16"]
+
+
+class TensorSpec(ApiModel):
+    """One input or output tensor of the model (rendered into config.pbtxt)."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.:-]*$", max_length=128)]
+    """Tensor name as the model knows it."""
+    data_type: DataType
+    """Triton data type, e.g. TYPE_FP32."""
+    dims: Annotated[list[Annotated[int, Field(ge=-1, le=1_000_000)]], Field(max_length=16)]
+    """Shape without the batch dimension; -1 for a variable size."""
 
 
 class ProfilePoint(ApiModel):
@@ -49,29 +108,75 @@ class ComputeProfile(ApiModel):
 class ModelSpec(ApiModel):
     """The Triton model this service serves."""
 
+    model_config = cel("!(has(self.backend) && has(self.platform))", "set backend or platform, not both")
+
     name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)]
     """Triton model name (the model directory in the repository)."""
     repository: ModelRepository
     """Where the model files come from."""
-    backend: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=63)] = "python"
-    """Triton backend (python, onnxruntime, tensorrt, pytorch, ...)."""
+    backend: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=63)] | None = None
+    """Triton backend (python, onnxruntime, tensorrt, pytorch, ...); leave both backend and platform out to let
+    Triton derive it from the model files."""
+    platform: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=63)] | None = None
+    """Triton platform (tensorrt_plan, onnxruntime_onnx, pytorch_libtorch, tensorflow_savedmodel, ...)."""
     max_batch_size: Annotated[int, Field(ge=0, le=4096)] = 32
     """Largest batch Triton may form; 0 disables batching for the model."""
+    inputs: Annotated[list[TensorSpec], Field(max_length=64)] | None = None
+    """Input tensors (optional where the backend reports them itself)."""
+    outputs: Annotated[list[TensorSpec], Field(max_length=64)] | None = None
+    """Output tensors (optional where the backend reports them itself)."""
     profile: ComputeProfile | None = None
     """Optional offline profile that seeds the capacity model; without it the model is learned from traffic."""
+
+    @model_validator(mode="after")
+    def _backend_or_platform(self) -> ModelSpec:
+        if self.backend is not None and self.platform is not None:
+            raise ValueError(f"spec.model: set backend ({self.backend!r}) or platform ({self.platform!r}), not both")
+        return self
+
+
+def _default_resources() -> ResourceRequirements:
+    return ResourceRequirements(requests={"cpu": "1", "memory": "2Gi"}, limits={"memory": "2Gi", GPU_RESOURCE: 1})
+
+
+class ResourceRequirements(ApiModel):
+    """Compute resources of the Triton container, as in a Pod (nvidia.com/gpu in limits)."""
+
+    requests: dict[str, Quantity] | None = None
+    """Minimum resources, e.g. cpu: "1", memory: 2Gi."""
+    limits: dict[str, Quantity] | None = None
+    """Maximum resources; nvidia.com/gpu here is the GPUs each replica takes."""
+
+    @property
+    def gpus(self) -> int:
+        """GPUs per replica (nvidia.com/gpu in limits, else requests)."""
+        value = (self.limits or {}).get(GPU_RESOURCE, (self.requests or {}).get(GPU_RESOURCE, 0))
+        return int(float(value))
 
 
 class RuntimeSpec(ApiModel):
     """How each Triton pod runs."""
 
-    image: Annotated[str, Field(min_length=1, max_length=512)] = DEFAULT_TRITON_IMAGE
+    image: Annotated[str, Field(min_length=1, max_length=512, pattern=r"^[^\s]+$")] = DEFAULT_TRITON_IMAGE
     """Triton server container image."""
-    gpus: Annotated[int, Field(ge=0, le=16)] = 1
-    """nvidia.com/gpu per replica."""
-    cpu: Quantity = "1"
-    """CPU request per replica."""
-    memory: Quantity = "2Gi"
-    """Memory request (and limit) per replica."""
+    resources: ResourceRequirements = Field(default_factory=_default_resources)
+    """Resources per replica (default: 1 CPU and 2Gi requested, one nvidia.com/gpu)."""
+    node_selector: dict[str, Annotated[str, Field(max_length=63)]] | None = None
+    """Labels a node must have to run the pods, e.g. nvidia.com/gpu.product: NVIDIA-H100-80GB-HBM3."""
+    tolerations: Annotated[list[Toleration], Field(max_length=32)] | None = None
+    """Extra tolerations (one for nvidia.com/gpu:NoSchedule is added whenever the pods take GPUs)."""
+    affinity: KubeObject | None = None
+    """Pod affinity, as in a Pod spec (nodeAffinity, podAffinity, podAntiAffinity)."""
+    env: Annotated[list[EnvVar], Field(max_length=128)] | None = None
+    """Environment of the Triton container, as in a Pod spec."""
+    service_account_name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=253)] | None = None
+    """ServiceAccount the pods run as (the namespace's default when unset)."""
+    image_pull_secrets: Annotated[list[LocalObjectReference], Field(max_length=16)] | None = None
+    """Secrets for pulling the image from a private registry."""
+
+    @property
+    def gpus(self) -> int:
+        return self.resources.gpus
 
 
 class SloSpec(ApiModel):
@@ -83,6 +188,44 @@ class SloSpec(ApiModel):
     """Which percentile the target applies to."""
 
 
+class ScaleUpSpec(ApiModel):
+    """How fast replicas are added."""
+
+    cooldown_seconds: Annotated[int, Field(ge=0, le=3600)] = 10
+    """Least time between planned scale-ups, so the arrival estimate settles (an SLO breach ignores it)."""
+    max_step: Annotated[int, Field(ge=1, le=1000)] | None = None
+    """Most replicas added by one decision (default: as many as the plan needs)."""
+
+
+class ScaleDownSpec(ApiModel):
+    """How cautiously replicas are removed."""
+
+    stabilization_seconds: Annotated[int, Field(ge=0, le=3600)] = 60
+    """Fewer replicas must be predicted to meet the SLO with margin this long before any is removed."""
+    max_step_percent: Annotated[int, Field(ge=1, le=100)] = 50
+    """Most replicas removed by one decision, in percent of the current count (at least one)."""
+
+
+class MetricsOutageSpec(ApiModel):
+    """What to do while Prometheus has no fresh Triton metrics for the service."""
+
+    model_config = cel("self.policy != 'fallback' || has(self.fallbackReplicas)",
+                       "policy fallback needs fallbackReplicas")
+
+    policy: Literal["hold", "fallback"] = "hold"
+    """hold: keep the current replicas and batching; fallback: go to fallbackReplicas (never fewer than now)."""
+    fallback_replicas: Annotated[int, Field(ge=1, le=1000)] | None = None
+    """Replicas to run while blind with policy fallback (kept within min/maxReplicas)."""
+    stale_after_seconds: Annotated[int, Field(ge=10, le=3600)] = 60
+    """Samples older than this count as missing."""
+
+    @model_validator(mode="after")
+    def _fallback(self) -> MetricsOutageSpec:
+        if self.policy == "fallback" and self.fallback_replicas is None:
+            raise ValueError("spec.autoscaling.metricsOutage: policy fallback needs fallbackReplicas")
+        return self
+
+
 class AutoscalingSpec(ApiModel):
     """Bounds and pacing of replica changes."""
 
@@ -91,9 +234,15 @@ class AutoscalingSpec(ApiModel):
     min_replicas: Annotated[int, Field(ge=1, le=1000)] = 1
     """Fewest replicas."""
     max_replicas: Annotated[int, Field(ge=1, le=1000)] = 4
-    """Most replicas (each takes `runtime.gpus` GPUs)."""
-    scale_down_stabilization_seconds: Annotated[int, Field(ge=0, le=3600)] = 60
-    """Fewer replicas must be predicted to meet the SLO with margin this long before any is removed."""
+    """Most replicas (each takes runtime.resources' nvidia.com/gpu GPUs)."""
+    target_utilization: Annotated[float, Field(ge=0.2, le=0.95)] = 0.85
+    """Plan each replica up to this share of its capacity at the chosen batching (scale-down needs 0.1 less)."""
+    scale_up: ScaleUpSpec = ScaleUpSpec()
+    """Pacing of scale-up."""
+    scale_down: ScaleDownSpec = ScaleDownSpec()
+    """Pacing of scale-down."""
+    metrics_outage: MetricsOutageSpec = MetricsOutageSpec()
+    """Behaviour while metrics are missing or stale."""
 
     @model_validator(mode="after")
     def _ordered(self) -> AutoscalingSpec:
@@ -117,7 +266,7 @@ class BatchingSpec(ApiModel):
     the delay new pods start with)."""
     min_queue_delay_microseconds: Annotated[int, Field(ge=0, le=1_000_000)] = 0
     """auto: the shortest delay Batchpilot may choose."""
-    preferred_batch_sizes: list[Annotated[int, Field(ge=1, le=4096)]] | None = None
+    preferred_batch_sizes: Annotated[list[Annotated[int, Field(ge=1, le=4096)]], Field(max_length=16)] | None = None
     """Batch sizes Triton prefers to form (optional)."""
     instance_count: Annotated[int, Field(ge=1, le=16)] = 1
     """Model instances per GPU."""
@@ -131,6 +280,13 @@ class BatchingSpec(ApiModel):
         return self
 
 
+class PrometheusSpec(ApiModel):
+    """Where this service's Triton metrics are read."""
+
+    url: Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=2048)]
+    """Prometheus base URL, overriding the operator's BATCHPILOT_PROMETHEUS_URL for this service."""
+
+
 class InferenceServiceSpec(ApiModel):
     """A Triton inference service kept on its latency SLO at the lowest GPU cost."""
 
@@ -138,11 +294,29 @@ class InferenceServiceSpec(ApiModel):
     """The model to serve."""
     slo: SloSpec
     """The latency objective."""
-    runtime: RuntimeSpec = RuntimeSpec()
+    runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
     """Triton pod settings."""
     autoscaling: AutoscalingSpec = AutoscalingSpec()
     """Replica bounds and pacing."""
     batching: BatchingSpec = BatchingSpec()
     """Triton dynamic batching settings."""
+    prometheus: PrometheusSpec | None = None
+    """Per-service Prometheus (default: the operator's)."""
+    replicas: Annotated[int, Field(ge=0, le=1000)] | None = None
+    """Manual replica count (what `kubectl scale` sets): while set, the control loop keeps this count (within
+    min/maxReplicas) and still tunes batching; remove it to hand replicas back to the loop."""
     paused: bool = False
     """Freeze all scaling and tuning actions; keep observing."""
+
+
+def spec_fields(model: type[Any] = InferenceServiceSpec) -> list[str]:
+    """Every field path of the spec, camelCase (for docs and the README check)."""
+    out = []
+    for name, field in model.model_fields.items():
+        alias = field.alias or name
+        out.append(alias)
+        inner = field.annotation
+        for arg in getattr(inner, "__args__", (inner,)):
+            if isinstance(arg, type) and issubclass(arg, ApiModel):
+                out.extend(f"{alias}.{sub}" for sub in spec_fields(arg))
+    return out

@@ -5,12 +5,15 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from batchpilot.api.spec import InferenceServiceSpec
+from batchpilot.api.spec import GPU_RESOURCE, InferenceServiceSpec
 from batchpilot.build.config_pbtxt import render_config_pbtxt
 from batchpilot.build.names import GRPC_PORT, HTTP_PORT, METRICS_PORT, MODEL_REPOSITORY, ChildNames
 
 Manifest = dict[str, Any]
 CONFIG_HASH_ANNOTATION = "batchpilot.dev/config-hash"
+DEFAULT_FETCHER_IMAGE = "batchpilot/batchpilot:0.1.0"
+"""Image of the init container that fetches storageUri models (the operator's own image has the fetcher)."""
+PRE_STOP_SECONDS = 5
 
 
 def _meta(name: str, namespace: str, names: ChildNames) -> dict[str, Any]:
@@ -45,18 +48,78 @@ def service(name: str, namespace: str) -> Manifest:
     }
 
 
+def pod_disruption_budget(name: str, namespace: str) -> Manifest:
+    """At most one Triton pod evicted at a time by voluntary disruptions (node drains)."""
+    names = ChildNames(name)
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(names.pod_disruption_budget, namespace, names),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": names.selector}},
+    }
+
+
+def pod_monitor(name: str, namespace: str) -> Manifest:
+    """Prometheus Operator PodMonitor for Triton's metrics port (rendered only where its CRD exists)."""
+    names = ChildNames(name)
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PodMonitor",
+        "metadata": _meta(names.pod_monitor, namespace, names),
+        "spec": {
+            "selector": {"matchLabels": names.selector},
+            "podMetricsEndpoints": [{"port": "metrics", "path": "/metrics", "interval": "5s"}],
+        },
+    }
+
+
 def _probe(path: str, period_s: int, failures: int) -> dict[str, Any]:
     return {"httpGet": {"path": path, "port": "http"}, "periodSeconds": period_s, "failureThreshold": failures,
             "timeoutSeconds": 2}
 
 
-def _triton_container(spec: InferenceServiceSpec) -> dict[str, Any]:
+_RESTRICTED = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "runAsNonRoot": True,
+    "runAsUser": 1000,
+}
+"""Pod Security "restricted" for every container."""
+
+
+def _repository(spec: InferenceServiceSpec, fetcher_image: str) -> tuple[list[Manifest], list[Manifest],
+                                                                            list[Manifest]]:
+    """Volumes, Triton's model mounts and init containers for spec.model.repository."""
+    repo, model_dir = spec.model.repository, f"{MODEL_REPOSITORY}/{spec.model.name}"
+    config_mount = {"name": "model-config", "mountPath": f"{model_dir}/config.pbtxt", "subPath": "config.pbtxt",
+                    "readOnly": True}
+    if repo.config_map is not None:
+        volume: Manifest = {"name": "model-files", "configMap": {"name": repo.config_map}}
+        return [volume], [config_mount, {"name": "model-files", "mountPath": f"{model_dir}/1", "readOnly": True}], []
+    if repo.pvc is not None:
+        volume = {"name": "model-files", "persistentVolumeClaim": {"claimName": repo.pvc.claim_name, "readOnly": True}}
+        mount = {"name": "model-files", "mountPath": model_dir, "readOnly": True}
+        if repo.pvc.sub_path:
+            mount["subPath"] = repo.pvc.sub_path
+        return [volume], [mount, config_mount], []
+    assert repo.storage_uri is not None  # the API allows exactly one source
+    fetch: Manifest = {
+        "name": "fetch-model",
+        "image": fetcher_image,
+        "command": ["python3", "-m", "batchpilot.fetch", "--uri", repo.storage_uri, "--dest", model_dir],
+        "volumeMounts": [{"name": "model-files", "mountPath": model_dir}],
+        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+        "securityContext": _RESTRICTED,
+    }
+    if repo.credentials_secret is not None:
+        fetch["envFrom"] = [{"secretRef": {"name": repo.credentials_secret}}]
+    volume = {"name": "model-files", "emptyDir": {}}
+    return [volume], [{"name": "model-files", "mountPath": model_dir, "readOnly": True}, config_mount], [fetch]
+
+
+def _triton_container(spec: InferenceServiceSpec, model_mounts: list[Manifest]) -> dict[str, Any]:
     model, runtime = spec.model, spec.runtime
-    limits: dict[str, Any] = {"memory": runtime.memory}
-    if runtime.gpus:
-        limits["nvidia.com/gpu"] = runtime.gpus
-    model_dir = f"{MODEL_REPOSITORY}/{model.name}"
-    return {
+    container: Manifest = {
         "name": "triton",
         "image": runtime.image,
         "command": ["tritonserver"],
@@ -65,6 +128,8 @@ def _triton_container(spec: InferenceServiceSpec) -> dict[str, Any]:
             "--model-control-mode=explicit",
             f"--load-model={model.name}",
             "--strict-readiness=true",
+            # A model that fails to load leaves the server up and not ready, so its reason can be read.
+            "--exit-on-error=false",
             f"--http-port={HTTP_PORT}",
             f"--grpc-port={GRPC_PORT}",
             f"--metrics-port={METRICS_PORT}",
@@ -76,25 +141,49 @@ def _triton_container(spec: InferenceServiceSpec) -> dict[str, Any]:
             {"name": "grpc", "containerPort": GRPC_PORT},
             {"name": "metrics", "containerPort": METRICS_PORT},
         ],
-        "resources": {"requests": {"cpu": runtime.cpu, "memory": runtime.memory}, "limits": limits},
-        "startupProbe": _probe("/v2/health/ready", 2, 300),
+        "resources": runtime.resources.to_wire(),
+        "startupProbe": _probe("/v2/health/live", 2, 300),
         "readinessProbe": _probe("/v2/health/ready", 2, 2),
         "livenessProbe": _probe("/v2/health/live", 10, 3),
-        "volumeMounts": [
-            {"name": "model-config", "mountPath": f"{model_dir}/config.pbtxt", "subPath": "config.pbtxt",
-             "readOnly": True},
-            {"name": "model-files", "mountPath": f"{model_dir}/1", "readOnly": True},
-        ],
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-            "runAsNonRoot": True,
-            "runAsUser": 1000,
-        },
+        # Endpoints drop the pod first; Triton then finishes in-flight requests (--exit-timeout-secs).
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
+        "volumeMounts": model_mounts,
+        "securityContext": _RESTRICTED,
     }
+    if runtime.env:
+        container["env"] = [e.to_wire() for e in runtime.env]
+    return container
 
 
-def deployment(name: str, namespace: str, spec: InferenceServiceSpec, replicas: int) -> Manifest:
+def _pod_spec(spec: InferenceServiceSpec, fetcher_image: str, config_map_name: str) -> Manifest:
+    runtime = spec.runtime
+    volumes, mounts, init = _repository(spec, fetcher_image)
+    tolerations = [t.to_wire() for t in runtime.tolerations or []]
+    if runtime.gpus:
+        tolerations.insert(0, {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
+    pod: Manifest = {
+        "containers": [_triton_container(spec, mounts)],
+        "terminationGracePeriodSeconds": PRE_STOP_SECONDS + 35,
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+        "volumes": [{"name": "model-config", "configMap": {"name": config_map_name}}, *volumes],
+    }
+    if init:
+        pod["initContainers"] = init
+    if tolerations:
+        pod["tolerations"] = tolerations
+    if runtime.node_selector:
+        pod["nodeSelector"] = dict(runtime.node_selector)
+    if runtime.affinity:
+        pod["affinity"] = dict(runtime.affinity)
+    if runtime.service_account_name:
+        pod["serviceAccountName"] = runtime.service_account_name
+    if runtime.image_pull_secrets:
+        pod["imagePullSecrets"] = [s.to_wire() for s in runtime.image_pull_secrets]
+    return pod
+
+
+def deployment(name: str, namespace: str, spec: InferenceServiceSpec, replicas: int,
+               fetcher_image: str = DEFAULT_FETCHER_IMAGE) -> Manifest:
     """The Triton Deployment; `replicas` comes from the control loop, never from a spec default."""
     names = ChildNames(name)
     # From the spec alone: a live retune must not roll the pods, a spec change must.
@@ -106,6 +195,7 @@ def deployment(name: str, namespace: str, spec: InferenceServiceSpec, replicas: 
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": names.selector},
+            # Never below the ready count while rolling: one extra pod comes up before one goes.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "template": {
                 "metadata": {
@@ -117,23 +207,18 @@ def deployment(name: str, namespace: str, spec: InferenceServiceSpec, replicas: 
                         CONFIG_HASH_ANNOTATION: config_hash,
                     },
                 },
-                "spec": {
-                    "containers": [_triton_container(spec)],
-                    "terminationGracePeriodSeconds": 40,
-                    "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
-                    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-                    "volumes": [
-                        {"name": "model-config", "configMap": {"name": names.config_map}},
-                        {"name": "model-files", "configMap": {"name": spec.model.repository.config_map}},
-                    ],
-                },
+                "spec": _pod_spec(spec, fetcher_image, names.config_map),
             },
         },
     }
 
 
 def children(name: str, namespace: str, spec: InferenceServiceSpec, replicas: int,
-             queue_delay_us: int | None = None) -> list[Manifest]:
+             queue_delay_us: int | None = None, *, fetcher_image: str = DEFAULT_FETCHER_IMAGE,
+             pod_monitor_crd: bool = False) -> list[Manifest]:
     """Everything an InferenceService owns, in apply order (config before the pods that mount it)."""
-    return [config_map(name, namespace, spec, queue_delay_us), service(name, namespace),
-            deployment(name, namespace, spec, replicas)]
+    out = [config_map(name, namespace, spec, queue_delay_us), service(name, namespace),
+           pod_disruption_budget(name, namespace), deployment(name, namespace, spec, replicas, fetcher_image)]
+    if pod_monitor_crd:
+        out.append(pod_monitor(name, namespace))
+    return out

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
-from batchpilot.api.spec import BatchingSpec, ModelSpec
+from batchpilot.api.spec import BatchingSpec, ModelSpec, TensorSpec
+
+
+def _tensors(kind: str, tensors: list[TensorSpec] | None) -> list[str]:
+    if not tensors:
+        return []
+    entries = [f'  {{ name: "{t.name}" data_type: {t.data_type} dims: [ {", ".join(str(d) for d in t.dims)} ] }}'
+               for t in tensors]
+    return [f"{kind} [", ",\n".join(entries), "]"]
 
 
 def render_config_pbtxt(model: ModelSpec, batching: BatchingSpec, queue_delay_us: int | None = None) -> str:
     """config.pbtxt; queue_delay_us, when given, is the delay the control loop tuned (auto mode)."""
     delay = batching.max_queue_delay_microseconds if queue_delay_us is None else queue_delay_us
-    lines = [
-        f'name: "{model.name}"',
-        f'backend: "{model.backend}"',
-        f"max_batch_size: {model.max_batch_size}",
-    ]
+    lines = [f'name: "{model.name}"']
+    if model.backend is not None:
+        lines.append(f'backend: "{model.backend}"')
+    if model.platform is not None:
+        lines.append(f'platform: "{model.platform}"')
+    lines.append(f"max_batch_size: {model.max_batch_size}")
+    lines += _tensors("input", model.inputs) + _tensors("output", model.outputs)
     if model.max_batch_size > 0 and batching.mode != "off":
         lines.append("dynamic_batching {")
         lines.append(f"  max_queue_delay_microseconds: {delay}")

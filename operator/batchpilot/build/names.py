@@ -31,6 +31,14 @@ class ChildNames:
         return f"{self.service_name}-triton-config"
 
     @property
+    def pod_disruption_budget(self) -> str:
+        return self.service_name
+
+    @property
+    def pod_monitor(self) -> str:
+        return f"{self.service_name}-triton"
+
+    @property
     def selector(self) -> dict[str, str]:
         return {SERVICE_LABEL: self.service_name}
 

@@ -21,12 +21,8 @@ TARGET_FRACTION = 0.8
 SCALE_DOWN_FRACTION = 0.76
 """Remove replicas only if the smaller count is predicted under this fraction of the SLO, tighter than
 TARGET_FRACTION: a count chosen going down always satisfies the test going up, so the two never flap."""
-SCALE_DOWN_UTILIZATION = 0.75
-"""Likewise for utilization (MAX_UTILIZATION going up)."""
-MAX_UTILIZATION = 0.85
-"""Never plan a replica past this share of its capacity at the largest batch."""
-SCALE_UP_COOLDOWN_S = 10.0
-"""Between planned scale-ups, so the arrival estimate settles; a breach (panic) ignores it."""
+SCALE_DOWN_UTILIZATION_GAP = 0.1
+"""Likewise for utilization: scale-down needs spec.autoscaling.targetUtilization less this."""
 SUMMARY_WINDOW_S = 60.0
 """Triton's latency summaries cover about this long: no calibration against them sooner after a change of
 replicas or of load."""
@@ -86,7 +82,7 @@ def learn(spec: InferenceServiceSpec, obs: Observation, model: CapacityModel, hi
     if settled and healthy and obs.latency_ms is not None and obs.replicas == obs.ready_replicas:
         bare = replace(model, overhead_ms=0.0).predict(
             obs.arrival_rate, candidate(spec, obs.replicas, obs.queue_delay_us), spec.slo.percentile)
-        if bare.utilization < MAX_UTILIZATION:
+        if bare.utilization < spec.autoscaling.target_utilization:
             model = model.calibrate(obs.latency_ms, bare.latency_ms)
     return model
 
@@ -124,6 +120,32 @@ def _ms(value: float) -> str:
 
 
 def decide(spec: InferenceServiceSpec, obs: Observation, history: History, now: float) -> Decision:
+    """The replicas (and, in auto batching, the queue delay) for this observation, with the reason."""
+    decision = _planned(spec, obs, history, now)
+    if spec.replicas is None or spec.paused:
+        return decision
+    return _manual(spec, obs, decision, now)
+
+
+def _manual(spec: InferenceServiceSpec, obs: Observation, planned: Decision, now: float) -> Decision:
+    """spec.replicas pins the count (within bounds); batching is still tuned, for that count."""
+    bounds = spec.autoscaling
+    assert spec.replicas is not None
+    to = min(bounds.max_replicas, max(bounds.min_replicas, spec.replicas))
+    history = planned.history if to == obs.replicas else replace(planned.history, last_scale_at=now)
+    delay, predicted = planned.queue_delay_us, planned.predicted_latency_ms
+    if delay is not None and obs.arrival_rate:
+        model, rate = history.model, obs.arrival_rate
+        options = [(model.predict(rate, candidate(spec, to, d), spec.slo.percentile).latency_ms, d)
+                   for d in delay_choices(spec)]
+        predicted, delay = min(options)
+    message = (f"spec.replicas pins {to} (the loop would run {planned.replicas}: {planned.message}); remove "
+               f"spec.replicas to hand replicas back to the loop")
+    return replace(planned, replicas=to, reason="ManualReplicas", message=message, history=history,
+                   predicted_latency_ms=predicted, queue_delay_us=delay)
+
+
+def _planned(spec: InferenceServiceSpec, obs: Observation, history: History, now: float) -> Decision:
     bounds, slo = spec.autoscaling, spec.slo.latency_ms
     model = seeded(spec, history.model)
     current = obs.replicas
@@ -135,7 +157,8 @@ def decide(spec: InferenceServiceSpec, obs: Observation, history: History, now: 
     history = steady(history, rate, now)
     model = learn(spec, obs, model, history, now)
     history = replace(history, model=model)
-    planned, delay, predicted = plan(spec, model, rate, slo * TARGET_FRACTION, MAX_UTILIZATION, obs.queue_delay_us)
+    target_util = bounds.target_utilization
+    planned, delay, predicted = plan(spec, model, rate, slo * TARGET_FRACTION, target_util, obs.queue_delay_us)
     fresh_ms = (obs.queue_ms or 0.0) + (obs.compute_ms or 0.0)
     seen = (f"{rate:.1f} req/s, p{spec.slo.percentile} {obs.latency_ms:.0f} ms (mean {fresh_ms:.0f} ms) vs SLO "
             f"{slo:g} ms; predicted {_ms(predicted.latency_ms)} at {planned} replica(s), queue delay {delay} us")
@@ -158,23 +181,25 @@ def decide(spec: InferenceServiceSpec, obs: Observation, history: History, now: 
             return decision(current, "WaitingForReplicas",
                             f"{seen}; {current - obs.ready_replicas} replica(s) still starting",
                             replace(history, calm_since=None))
-        if since < SCALE_UP_COOLDOWN_S and not breach:
+        if since < bounds.scale_up.cooldown_seconds and not breach:
             return decision(current, "ScaleUpCooldown", f"{seen}; last change {since:.0f}s ago",
                             replace(history, calm_since=None))
+        if bounds.scale_up.max_step is not None:
+            planned = min(planned, current + bounds.scale_up.max_step)
         reason = "Panic" if breach else "ScaleUp"
         return decision(planned, reason, f"{seen}: {current} -> {planned}",
                         replace(history, calm_since=None, last_scale_at=now))
     if current == bounds.max_replicas and breach:
         return decision(current, "AtMaxReplicas", f"{seen}; already at maxReplicas", replace(history, calm_since=None))
 
-    down_to, _, _ = plan(spec, model, rate, slo * SCALE_DOWN_FRACTION, SCALE_DOWN_UTILIZATION)
+    down_to, _, _ = plan(spec, model, rate, slo * SCALE_DOWN_FRACTION, target_util - SCALE_DOWN_UTILIZATION_GAP)
     if down_to < current and not breach:
         calm_since = history.calm_since if history.calm_since is not None else now
-        window = bounds.scale_down_stabilization_seconds
+        window = bounds.scale_down.stabilization_seconds
         if now - calm_since < window:
             return decision(current, "Stabilizing", f"{seen}; {down_to} would do, for {now - calm_since:.0f}s "
                             f"of {window}s", replace(history, calm_since=calm_since))
-        to = max(down_to, current - max(1, current // 2))  # at most half the replicas per step
+        to = max(down_to, current - max(1, current * bounds.scale_down.max_step_percent // 100))
         return decision(to, "ScaleDown", f"{seen}: {current} -> {to} after {now - calm_since:.0f}s",
                         replace(history, calm_since=None, last_scale_at=now))
     return decision(current, "WithinSLO", seen, replace(history, calm_since=None))

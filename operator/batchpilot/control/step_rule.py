@@ -14,8 +14,6 @@ from batchpilot.control.types import Decision, History, Observation
 
 CALM_FRACTION = 0.5
 """Latency below this fraction of the SLO counts as calm (room to remove a replica)."""
-SCALE_UP_COOLDOWN_S = 10.0
-"""Give a new replica's load a moment to register before adding another."""
 
 
 def decide(spec: InferenceServiceSpec, obs: Observation, history: History, now: float) -> Decision:
@@ -37,6 +35,12 @@ def decide(spec: InferenceServiceSpec, obs: Observation, history: History, now: 
         return scale(bounds.max_replicas, "AboveMaxReplicas", f"lower to maxReplicas {bounds.max_replicas}")
     if obs.latency_ms is None:
         # Never act blind: missing metrics must not shrink the service.
+        outage = bounds.metrics_outage
+        if outage.policy == "fallback" and outage.fallback_replicas is not None:
+            to = min(bounds.max_replicas, max(current, outage.fallback_replicas))
+            if to > current:
+                return scale(to, "MetricsFallback",
+                             f"no fresh latency samples; metricsOutage policy fallback: {current} -> {to}")
         return hold("MetricsUnavailable", "no fresh latency samples; holding replicas",
                     replace(history, calm_since=None))
 
@@ -49,14 +53,14 @@ def decide(spec: InferenceServiceSpec, obs: Observation, history: History, now: 
         if obs.ready_replicas < current:
             return hold("WaitingForReplicas", f"{seen}; {current - obs.ready_replicas} replica(s) not ready yet",
                         replace(history, calm_since=None))
-        if history.last_scale_at is not None and now - history.last_scale_at < SCALE_UP_COOLDOWN_S:
+        if history.last_scale_at is not None and now - history.last_scale_at < bounds.scale_up.cooldown_seconds:
             return hold("ScaleUpCooldown", f"{seen}; last change {now - history.last_scale_at:.0f}s ago",
                         replace(history, calm_since=None))
         return scale(current + 1, "ScaleUp", f"{seen}: add a replica ({current} -> {current + 1})")
 
     if obs.latency_ms < CALM_FRACTION * slo and current > bounds.min_replicas:
         calm_since = history.calm_since if history.calm_since is not None else now
-        window = bounds.scale_down_stabilization_seconds
+        window = bounds.scale_down.stabilization_seconds
         if now - calm_since >= window:
             return scale(current - 1, "ScaleDown",
                          f"{seen} for {now - calm_since:.0f}s (window {window}s): remove a replica "

@@ -46,7 +46,7 @@ class SampleService:
 
     def inference_service(self) -> dict[str, Any]:
         model: dict[str, Any] = {"name": self.model, "repository": {"configMap": self.model_configmap_name},
-                                 "maxBatchSize": self.max_batch_size}
+                                 "backend": "python", "maxBatchSize": self.max_batch_size}
         if self.with_profile:
             model["profile"] = self.profile()
         return {
@@ -55,11 +55,12 @@ class SampleService:
             "metadata": {"name": self.name, "namespace": self.namespace},
             "spec": {
                 "model": model,
-                "runtime": {"cpu": "100m", "memory": "512Mi"},
+                "runtime": {"resources": {"requests": {"cpu": "100m", "memory": "512Mi"},
+                                          "limits": {"memory": "512Mi", "nvidia.com/gpu": 1}}},
                 "slo": {"latencyMs": self.latency_ms},
                 "batching": {"mode": self.batching_mode, "maxQueueDelayMicroseconds": self.max_queue_delay_us},
                 "autoscaling": {"minReplicas": self.min_replicas, "maxReplicas": self.max_replicas,
-                                "scaleDownStabilizationSeconds": self.scale_down_stabilization_seconds},
+                                "scaleDown": {"stabilizationSeconds": self.scale_down_stabilization_seconds}},
             },
         }
 
