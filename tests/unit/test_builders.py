@@ -100,6 +100,8 @@ def test_repository_sources_mount_the_model_directory() -> None:
     assert fetch["image"] == "fetcher:1" and fetch["envFrom"] == [{"secretRef": {"name": "s3-creds"}}]
     assert fetch["command"][-4:] == ["--uri", "s3://models/resnet", "--dest", "/models/resnet"]
     assert uri["volumes"][1] == {"name": "model-files", "emptyDir": {}}  # type: ignore[index]
+    assert fetch["volumeMounts"] == [{"name": "model-files", "mountPath": "/models"}]
+    assert uri["containers"][0]["volumeMounts"][0]["subPath"] == "resnet"  # type: ignore[index]
 
 
 @pytest.mark.parametrize("repository", [

@@ -107,14 +107,16 @@ def _repository(spec: InferenceServiceSpec, fetcher_image: str) -> tuple[list[Ma
         "name": "fetch-model",
         "image": fetcher_image,
         "command": ["python3", "-m", "batchpilot.fetch", "--uri", repo.storage_uri, "--dest", model_dir],
-        "volumeMounts": [{"name": "model-files", "mountPath": model_dir}],
+        # The whole volume, so the fetcher stages beside the model directory on the same filesystem.
+        "volumeMounts": [{"name": "model-files", "mountPath": MODEL_REPOSITORY}],
         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
         "securityContext": _RESTRICTED,
     }
     if repo.credentials_secret is not None:
         fetch["envFrom"] = [{"secretRef": {"name": repo.credentials_secret}}]
     volume = {"name": "model-files", "emptyDir": {}}
-    return [volume], [{"name": "model-files", "mountPath": model_dir, "readOnly": True}, config_mount], [fetch]
+    model_mount = {"name": "model-files", "mountPath": model_dir, "subPath": spec.model.name, "readOnly": True}
+    return [volume], [model_mount, config_mount], [fetch]
 
 
 def _triton_container(spec: InferenceServiceSpec, model_mounts: list[Manifest]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from dataclasses import replace
 
 from batchpilot.api.spec import InferenceServiceSpec
 from batchpilot.control import step_rule
+from batchpilot.control.batch_stats import MIN_EXECUTIONS
 from batchpilot.control.capacity import Candidate, CapacityModel, Prediction
 from batchpilot.control.types import Decision, History, Observation
 
@@ -68,10 +69,18 @@ def steady(history: History, rate: float, now: float) -> History:
 
 def learn(spec: InferenceServiceSpec, obs: Observation, model: CapacityModel, history: History,
           now: float) -> CapacityModel:
-    """The model after this observation: compute time at the observed batch size, then the overhead."""
+    """The model after this observation: compute time per batch size, then the overhead.
+
+    Triton's per-batch-size statistics, when they arrived, are learned as they are; only without them the
+    mean batch size and mean compute time stand in (a mix of batch sizes blurs that pair).
+    """
+    for batch_size, compute_ms, executions in obs.batch_compute:
+        if executions >= MIN_EXECUTIONS:
+            model = model.learn(batch_size, compute_ms)
     if obs.avg_batch_size is None or obs.compute_ms is None or not obs.arrival_rate:
         return model
-    model = model.learn(obs.avg_batch_size, obs.compute_ms)
+    if not obs.batch_compute:
+        model = model.learn(obs.avg_batch_size, obs.compute_ms)
     # The p95 summary spans a minute: calibrate only on a healthy service whose replicas and load have not
     # changed for that long, never on an overload episode (queueing the model explains by utilization >= 1).
     unchanged = history.last_scale_at is None or now - history.last_scale_at >= SUMMARY_WINDOW_S
@@ -113,6 +122,25 @@ def plan(spec: InferenceServiceSpec, model: CapacityModel, rate: float, latency_
     if kept is not None and kept[0] == replicas and kept[1].latency_ms <= prediction.latency_ms * (1 + DELAY_GAIN):
         return kept[0], kept[2], kept[1]
     return replicas, delay, prediction
+
+
+def batching_bound(spec: InferenceServiceSpec, model: CapacityModel, rate: float, latency_ms: float,
+                   utilization: float, delay_us: int) -> tuple[int, Prediction] | None:
+    """When no replica count meets latency_ms only because requests wait for batches to fill at delay_us, the
+    count with the lowest predicted latency (more replicas would lengthen the wait); None when capacity is the
+    limit or some count meets it.
+    """
+    if spec.model.max_batch_size <= 1 or spec.batching.mode == "off" or delay_us == 0:
+        return None
+    bounds, p = spec.autoscaling, spec.slo.percentile
+    options = [(model.predict(rate, candidate(spec, n, delay_us), p), n)
+               for n in range(bounds.min_replicas, bounds.max_replicas + 1)]
+    feasible = [(pr.latency_ms, n, pr) for pr, n in options if pr.utilization <= utilization]
+    if not feasible or any(lat <= latency_ms for lat, _, _ in feasible):
+        return None
+    _, best, prediction = min(feasible, key=lambda o: (o[0], o[1]))
+    without_wait = model.predict(rate, candidate(spec, best, 0), p)
+    return (best, prediction) if without_wait.latency_ms <= latency_ms else None
 
 
 def _ms(value: float) -> str:
@@ -174,7 +202,16 @@ def _planned(spec: InferenceServiceSpec, obs: Observation, history: History, now
                         replace(history, calm_since=None, last_scale_at=now))
     since = math.inf if history.last_scale_at is None else now - history.last_scale_at
     breach = fresh_ms > slo
-    if breach and planned <= current and since >= obs.window_s:
+    bound = batching_bound(spec, model, rate, slo * TARGET_FRACTION, target_util, delay)
+    if bound is not None:
+        # More replicas would only make batches wait longer: run the best count and say what to change.
+        planned, predicted = bound
+        knob = "minQueueDelayMicroseconds" if spec.batching.mode == "auto" else "maxQueueDelayMicroseconds"
+        seen = (f"{seen}; batching-bound: no count in {bounds.min_replicas}..{bounds.max_replicas} meets the SLO "
+                f"while requests wait up to {delay} us for a batch; {planned} replica(s) give the lowest predicted "
+                f"latency ({_ms(predicted.latency_ms)}): lower spec.batching.{knob}"
+                f"{' or use mode auto' if spec.batching.mode == 'fixed' else ''}")
+    elif breach and planned <= current and since >= obs.window_s:
         planned = min(bounds.max_replicas, current + 1)  # the model under-predicts a breach seen since the change
     if planned > current:
         if obs.ready_replicas < current:
@@ -189,11 +226,14 @@ def _planned(spec: InferenceServiceSpec, obs: Observation, history: History, now
         reason = "Panic" if breach else "ScaleUp"
         return decision(planned, reason, f"{seen}: {current} -> {planned}",
                         replace(history, calm_since=None, last_scale_at=now))
-    if current == bounds.max_replicas and breach:
+    if bound is None and current == bounds.max_replicas and breach:
         return decision(current, "AtMaxReplicas", f"{seen}; already at maxReplicas", replace(history, calm_since=None))
 
-    down_to, _, _ = plan(spec, model, rate, slo * SCALE_DOWN_FRACTION, target_util - SCALE_DOWN_UTILIZATION_GAP)
-    if down_to < current and not breach:
+    if bound is not None:
+        down_to = planned
+    else:
+        down_to, _, _ = plan(spec, model, rate, slo * SCALE_DOWN_FRACTION, target_util - SCALE_DOWN_UTILIZATION_GAP)
+    if down_to < current and (bound is not None or not breach):
         calm_since = history.calm_since if history.calm_since is not None else now
         window = bounds.scale_down.stabilization_seconds
         if now - calm_since < window:
@@ -202,4 +242,5 @@ def _planned(spec: InferenceServiceSpec, obs: Observation, history: History, now
         to = max(down_to, current - max(1, current * bounds.scale_down.max_step_percent // 100))
         return decision(to, "ScaleDown", f"{seen}: {current} -> {to} after {now - calm_since:.0f}s",
                         replace(history, calm_since=None, last_scale_at=now))
-    return decision(current, "WithinSLO", seen, replace(history, calm_since=None))
+    return decision(current, "BatchingBound" if bound is not None else "WithinSLO", seen,
+                    replace(history, calm_since=None))

@@ -1,0 +1,40 @@
+"""python -m batchpilot.fetch --uri URI --dest DIR: the model fetcher of the init container."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from batchpilot.fetch.errors import FetchError
+from batchpilot.fetch.fetcher import fetch
+from batchpilot.fetch.progress import Progress
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit code 0 when dest holds the model, 1 with one line on stderr saying what failed and the fix."""
+    parser = argparse.ArgumentParser(prog="python -m batchpilot.fetch", description=__doc__)
+    parser.add_argument(
+        "--uri", required=True, help="storageUri: https://.../model.tar.gz, s3://... or gs://..."
+    )
+    parser.add_argument("--dest", required=True, type=Path, help="model directory to fill, e.g. /models/NAME")
+    args = parser.parse_args(argv)
+    progress = Progress(sys.stderr)
+    try:
+        fetch(args.uri, args.dest, os.environ, progress)
+    except FetchError as e:
+        print(f"fetch failed: {e}", file=sys.stderr, flush=True)
+        return 1
+    except Exception as e:  # one readable line for the pod's status, not a traceback
+        print(
+            f"fetch failed: {args.uri} into {args.dest}: unexpected {e.__class__.__name__}: {e}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""Fetch a storageUri into a model directory, all or nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from batchpilot.fetch.bucket import fetch_bucket
+from batchpilot.fetch.https import fetch_https
+from batchpilot.fetch.progress import Progress
+from batchpilot.fetch.source import HttpsSource, parse_uri
+from batchpilot.fetch.staging import staged
+
+RENDERED_CONFIG = "config.pbtxt"
+
+
+def _drop_rendered_config(model: Path, progress: Progress) -> None:
+    """Remove a shipped config.pbtxt: Batchpilot renders its own from the spec."""
+    config = model / RENDERED_CONFIG
+    if config.is_file() or config.is_symlink():
+        config.unlink()
+        progress.note(f"skipped {RENDERED_CONFIG}: Batchpilot renders its own from the InferenceService spec")
+
+
+def _totals(model: Path) -> tuple[int, int]:
+    files = [p for p in model.rglob("*") if p.is_file() and not p.is_symlink()]
+    return len(files), sum(p.stat().st_size for p in files)
+
+
+def fetch(uri: str, dest: Path, env: Mapping[str, str], progress: Progress) -> None:
+    """Fetch uri into dest; on FetchError (BadUri for a malformed uri) dest is left as it was."""
+    source = parse_uri(uri)
+    progress.note(f"fetching {uri} into {dest}")
+    with staged(dest) as work:
+        if isinstance(source, HttpsSource):
+            fetch_https(source, work, env, progress)
+        else:
+            fetch_bucket(source, work, env, progress)
+        _drop_rendered_config(work.model, progress)
+        files, size = _totals(work.model)
+    progress.finish(files, size, str(dest))
