@@ -158,3 +158,20 @@ def test_a_pod_monitor_appears_once_its_crd_exists(service: Sandbox) -> None:
     monitor = wait_for("the PodMonitor", lambda: get(service, "podmonitor", f"{NAME}-triton"), 60)
     assert monitor["spec"]["selector"]["matchLabels"] == {"batchpilot.dev/inferenceservice": NAME}
     assert monitor["metadata"]["ownerReferences"][0]["kind"] == "InferenceService"
+
+
+def test_a_child_the_api_server_refuses_becomes_a_warning_event(service: Sandbox) -> None:
+    """affinity passes through the CRD as written; a malformed one is refused when the Deployment is applied."""
+    bad = manifest(runtime={"affinity": {"nodeAffinity": "nonsense"}})
+    bad["metadata"]["name"] = "bad-affinity"
+    apply(service, bad)
+
+    def refused() -> str:
+        return service.kubectl("get", "events", "-n", NAMESPACE, "--field-selector",
+                               "involvedObject.name=bad-affinity,reason=ReconcileFailed", "-o",
+                               "jsonpath={.items[*].message}", check=False)
+
+    message = wait_for("a ReconcileFailed Event", refused, 60)
+    assert "affinity" in message, message
+    assert get(service, "deployment", "bad-affinity") is None
+    service.kubectl("delete", "inferenceservice", "-n", NAMESPACE, "bad-affinity", check=False)
