@@ -196,3 +196,47 @@ def test_an_overload_episode_is_not_learned_as_overhead() -> None:
     assert decide(spec(), healthy, steady, NOW).history.model.overhead_ms > 0.0
     moved = replace(healthy, arrival_rate=30)  # a new load level: the minute-long p95 describes the old one
     assert decide(spec(), moved, steady, NOW).history.model.overhead_ms == 0.0
+
+
+def test_a_fixed_delay_that_makes_batches_wait_is_diagnosed_not_scaled() -> None:
+    """20 req/s, batches of 4, a fixed 300 ms delay: more replicas lengthen the wait, so the planner holds
+    the count with the lowest latency and says which knob to turn (the sandbox's e2e scenario b)."""
+    poor = spec(slo=200).model_copy(update={"batching": spec().batching.model_copy(
+        update={"mode": "fixed", "max_queue_delay_microseconds": 300_000})})
+    breach = obs(1, 20, p95=260, queue=200, compute=45, batch=3.0)
+    decision = decide(poor, breach, History(), NOW)
+    assert (decision.replicas, decision.reason) == (1, "BatchingBound"), decision.message
+    assert "maxQueueDelayMicroseconds or use mode auto" in decision.message
+    # Over-provisioned already: back to the best count after the window, breach or not.
+    many = decide(poor, obs(4, 20, p95=340, queue=290, compute=45, batch=1.5), History(calm_since=NOW - 60), NOW)
+    assert (many.replicas, many.reason) == (2, "ScaleDown"), many.message
+    # The same load in auto mode is not batching-bound: a shorter delay meets the SLO.
+    auto = decide(spec(slo=200), breach, History(), NOW)
+    assert auto.reason != "BatchingBound" and auto.queue_delay_us is not None and auto.queue_delay_us < 300_000
+
+
+def test_triton_batch_stats_are_learned_per_batch_size_instead_of_the_blurred_means() -> None:
+    """Ten batches of 1 and ten of 64: the means say 'batches of 62 take 77 ms'; the statistics say each."""
+    blurred = obs(1, 60, p95=100, queue=5, compute=76.5, batch=(10 + 640) / 20)
+    measured = replace(blurred, batch_compute=((1, 47.4, 10), (64, 76.9, 10)))
+    learned = decide(spec(max_batch=64), measured, History(), NOW).history.model.learned
+    assert learned == ((1.0, 47.4), (64.0, 76.9))
+    fallback = decide(spec(max_batch=64), blurred, History(), NOW).history.model.learned
+    assert fallback == ((32.0, 76.5),)  # no statistics arrived: the old pair
+
+
+def test_batch_sizes_seen_too_rarely_since_the_last_tick_are_not_learned() -> None:
+    thin = replace(obs(1, 60, p95=100), batch_compute=((1, 47.4, 40), (3, 90.0, 2)))
+    assert decide(spec(), thin, History(), NOW).history.model.learned == ((1.0, 47.4),)
+
+
+def test_batch_stats_are_learned_without_prometheus_means() -> None:
+    no_means = replace(obs(1, 60, p95=100, compute=None, batch=None), batch_compute=((4, 41.2, 12),))
+    assert decide(spec(), no_means, History(), NOW).history.model.learned == ((4.0, 41.2),)
+
+
+def test_a_preferred_batch_size_shortens_the_predicted_wait() -> None:
+    model = CapacityModel.from_profile(PROFILE)
+    plain = model.predict(20, Candidate(1, 32, 200_000), 95).latency_ms
+    preferred = model.predict(20, Candidate(1, 32, 200_000, (2, 8)), 95).latency_ms
+    assert preferred < plain - 100  # dispatch at 2 requests (~50 ms apart at 20/s), not after the 200 ms delay

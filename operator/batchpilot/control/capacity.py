@@ -25,6 +25,8 @@ class Candidate:
     replicas: int
     max_batch_size: int
     max_queue_delay_us: int
+    preferred_batch_sizes: tuple[int, ...] = ()
+    """Triton dispatches as soon as one of these can be formed, without waiting out the delay."""
 
 
 @dataclass(frozen=True)
@@ -100,11 +102,12 @@ class CapacityModel:
         busy = min(1.0, rate * service_s / batch)
         # An arrival finding the replica busy waits for the batch in progress (uniform over its duration).
         residual_s = service_s * q if busy > 1.0 - q else service_s * busy
-        # Triton holds a batch short of the largest until its oldest request has waited the queue delay; what
-        # arrived during the batch in progress already counts toward filling it.
+        # Triton holds a batch short of the largest (or of the smallest preferred size) until its oldest request
+        # has waited the queue delay; what arrived during the batch in progress already counts toward filling it.
         fill_s = 0.0
-        if largest > 1 and rate > 0:
-            fill_s = max(0.0, min(candidate.max_queue_delay_us / 1e6, (largest - 1) / rate) - busy * service_s)
+        target = min((p for p in candidate.preferred_batch_sizes if 1 <= p <= largest), default=largest)
+        if target > 1 and rate > 0:
+            fill_s = max(0.0, min(candidate.max_queue_delay_us / 1e6, (target - 1) / rate) - busy * service_s)
         # Queueing beyond the next batch: heavy-traffic bulk-service approximation, exponential tail.
         queue_s = -math.log(1.0 - q) * service_s / (2.0 * largest) * utilization / (1.0 - utilization)
         latency_ms = (fill_s + residual_s + service_s + queue_s) * 1000.0 + self.overhead_ms

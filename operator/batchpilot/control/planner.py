@@ -39,7 +39,7 @@ DELAY_GAIN = 0.1
 
 def candidate(spec: InferenceServiceSpec, replicas: int, delay_us: int | None = None) -> Candidate:
     delay = spec.batching.max_queue_delay_microseconds if delay_us is None else delay_us
-    return Candidate(replicas, spec.model.max_batch_size, delay)
+    return Candidate(replicas, spec.model.max_batch_size, delay, tuple(spec.batching.preferred_batch_sizes or ()))
 
 
 def delay_choices(spec: InferenceServiceSpec) -> list[int]:
