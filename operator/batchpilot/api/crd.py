@@ -10,6 +10,12 @@ from batchpilot.api.status import InferenceServiceStatus
 _DROP = {"title"}
 
 
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    return value
+
+
 def _structural(node: Any, defs: dict[str, Any]) -> Any:
     """Turn pydantic's JSON schema into a structural OpenAPI v3 schema: no $ref, no anyOf-null, no titles."""
     if isinstance(node, list):
@@ -35,7 +41,7 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
             out[key] = {name: _structural(v, defs) for name, v in value.items()}
         elif key == "default" and isinstance(value, dict):
             # Unset optionals are left out of an object's default: the API server refuses nulls there.
-            out[key] = {k: v for k, v in value.items() if v is not None}
+            out[key] = _without_nulls(value)
         elif key in ("exclusiveMinimum", "exclusiveMaximum"):
             # JSON Schema's numeric form -> OpenAPI v3.0's boolean form, which Kubernetes requires.
             out["minimum" if key == "exclusiveMinimum" else "maximum"] = value

@@ -32,8 +32,10 @@ class PvcSource(ApiModel):
 
     claim_name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=253)]
     """Name of the PersistentVolumeClaim in the service's namespace."""
-    sub_path: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$", max_length=1024)] | None = None
-    """Path of the model directory inside the volume (default: the volume's root is the model directory)."""
+    sub_path: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$",
+                                   max_length=1024)] | None = None
+    """Path of the model directory inside the volume, relative, no segment starting with a dot (default: the
+    volume's root is the model directory)."""
 
 
 class ModelRepository(ApiModel):
@@ -135,10 +137,6 @@ class ModelSpec(ApiModel):
         return self
 
 
-def _default_resources() -> ResourceRequirements:
-    return ResourceRequirements(requests={"cpu": "1", "memory": "2Gi"}, limits={"memory": "2Gi", GPU_RESOURCE: 1})
-
-
 class ResourceRequirements(ApiModel):
     """Compute resources of the Triton container, as in a Pod (nvidia.com/gpu in limits)."""
 
@@ -154,12 +152,16 @@ class ResourceRequirements(ApiModel):
         return int(float(value))
 
 
+DEFAULT_RESOURCES = ResourceRequirements(requests={"cpu": "1", "memory": "2Gi"},
+                                         limits={"memory": "2Gi", GPU_RESOURCE: 1})
+
+
 class RuntimeSpec(ApiModel):
     """How each Triton pod runs."""
 
     image: Annotated[str, Field(min_length=1, max_length=512, pattern=r"^[^\s]+$")] = DEFAULT_TRITON_IMAGE
     """Triton server container image."""
-    resources: ResourceRequirements = Field(default_factory=_default_resources)
+    resources: ResourceRequirements = DEFAULT_RESOURCES
     """Resources per replica (default: 1 CPU and 2Gi requested, one nvidia.com/gpu)."""
     node_selector: dict[str, Annotated[str, Field(max_length=63)]] | None = None
     """Labels a node must have to run the pods, e.g. nvidia.com/gpu.product: NVIDIA-H100-80GB-HBM3."""
@@ -294,7 +296,7 @@ class InferenceServiceSpec(ApiModel):
     """The model to serve."""
     slo: SloSpec
     """The latency objective."""
-    runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
+    runtime: RuntimeSpec = RuntimeSpec()
     """Triton pod settings."""
     autoscaling: AutoscalingSpec = AutoscalingSpec()
     """Replica bounds and pacing."""

@@ -24,6 +24,8 @@ class ObservedMetrics(ApiModel):
     """Inferences per model execution."""
     pending: float | None = None
     """Requests queued in Triton, all pods."""
+    gpu_utilization: float | None = None
+    """Mean utilization of the pods' GPUs, 0 to 1 (Triton's nv_gpu_utilization); absent without GPU metrics."""
     at: str | None = None
     """When the observation was taken (RFC 3339)."""
 
