@@ -8,9 +8,11 @@ from typing import Any
 from batchpilot.adapters.kube import Kube
 from batchpilot.adapters.prometheus import MetricsUnavailable, PrometheusReader
 from batchpilot.adapters.promql import ServiceQueries
+from batchpilot.adapters.triton import service_batch_stats
 from batchpilot.api.spec import InferenceServiceSpec
 from batchpilot.build.children import config_map
 from batchpilot.build.names import ChildNames
+from batchpilot.control.batch_stats import BatchCompute, Snapshot, since_last_tick
 from batchpilot.control.planner import decide
 from batchpilot.control.types import Decision, History, Observation
 from batchpilot.reconcile import owned_by, tuned_queue_delay
@@ -28,6 +30,10 @@ class Tick:
     """The batching pass of this tick (auto mode with fresh metrics), None when there was none."""
 
 
+PodSnapshots = dict[str, Snapshot]
+"""Each ready pod's cumulative Triton batch statistics at the last tick, by pod IP (one service)."""
+
+
 def tick(
     kube: Kube,
     prometheus: PrometheusReader,
@@ -36,8 +42,12 @@ def tick(
     spec: InferenceServiceSpec,
     history: History,
     now: float,
+    batch_stats: PodSnapshots,
 ) -> Tick | None:
-    """None when the Deployment does not exist yet (reconcile has not run)."""
+    """None when the Deployment does not exist yet (reconcile has not run).
+
+    batch_stats: the service's pod snapshots from the last tick, kept by the caller; updated in place.
+    """
     namespace, name = owner["metadata"]["namespace"], owner["metadata"]["name"]
     applied = tuned_queue_delay(owner.get("status") or {}, spec)
     deployment = kube.deployment(namespace, name)
@@ -51,11 +61,13 @@ def tick(
     except MetricsUnavailable as e:
         error = str(e)
     observation = Observation(at=now, replicas=deployment.replicas, ready_replicas=deployment.ready_replicas,
-                              queue_delay_us=applied, window_s=settings.metrics_window_seconds)
+                              queue_delay_us=applied, window_s=settings.metrics_window_seconds,
+                              batch_compute=_batch_compute(kube, namespace, name, spec.model.name, batch_stats))
     if metrics is not None:
         observation = replace(observation, latency_ms=metrics.latency_ms, arrival_rate=metrics.arrival_rate,
                               queue_ms=metrics.queue_ms, compute_ms=metrics.compute_ms,
-                              avg_batch_size=metrics.avg_batch_size, pending=metrics.pending)
+                              avg_batch_size=metrics.avg_batch_size, pending=metrics.pending,
+                              gpu_utilization=metrics.gpu_utilization)
     decision = decide(spec, observation, history, now)
     acted = decision.changes(observation)
     if acted:
@@ -63,7 +75,24 @@ def tick(
     result: Retune | None = None
     if decision.queue_delay_us is not None:
         result = retune(kube, namespace, ChildNames(name).selector_string, spec.model.name, decision.queue_delay_us)
+        if result.changed or result.error is not None:
+            # Reloaded pods count from zero, perhaps past the last snapshot already: start them afresh.
+            batch_stats.clear()
         if result.error is None and result.delay_us != applied:
             # New pods start from the ConfigMap: keep it in step with what the running pods were given.
             kube.apply(owned_by(config_map(name, namespace, spec, result.delay_us), owner))
     return Tick(observation, decision, error, acted, result)
+
+
+def _batch_compute(kube: Kube, namespace: str, name: str, model: str, kept: PodSnapshots) -> BatchCompute:
+    """Compute time per batch size since the last tick over the ready pods; `kept` moves on to now.
+
+    A pod that did not answer keeps its last snapshot (it counts again next time); a pod gone is forgotten.
+    """
+    ready = kube.ready_pod_ips(namespace, ChildNames(name).selector_string)
+    current = service_batch_stats(ready, model)
+    measured = since_last_tick(kept, current)
+    latest = {pod: current.get(pod, kept.get(pod)) for pod in ready}
+    kept.clear()
+    kept.update({pod: snapshot for pod, snapshot in latest.items() if snapshot is not None})
+    return measured

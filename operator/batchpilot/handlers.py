@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 
 from batchpilot import metrics
 from batchpilot.adapters.kube import Kube
@@ -63,11 +64,21 @@ def _lock(memo: kopf.Memo) -> threading.Lock:
 def reconcile_children(body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, patch: kopf.Patch, memo: kopf.Memo,
                        **_: Any) -> None:
     parsed = _spec(spec)
-    with _lock(memo):
-        replicas = reconcile(memo.kube, dict(body), parsed, SETTINGS.fetcher_image)
+    try:
+        with _lock(memo):
+            replicas = reconcile(memo.kube, dict(body), parsed, SETTINGS.fetcher_image)
+    except ApiException as e:
+        if e.status not in (400, 403, 422):
+            raise  # transient: kopf retries
+        message = f"the API server refused a child: {render.api_error(e.body or e.reason)}"
+        kopf.event(body, type="Warning", reason="ReconcileFailed", message=message)
+        raise kopf.PermanentError(message) from None
     patch.status["observedGeneration"] = meta.get("generation")
     patch.status["replicas"] = replicas
     patch.status["selector"] = ChildNames(meta["name"]).selector_string
+    kopf.event(body, type="Normal", reason="Reconciled",
+               message=f"applied the Triton Deployment ({replicas} replica(s)), Service, config and PodDisruptionBudget "
+                       f"for generation {meta.get('generation')}")
 
 
 def _owner(meta: kopf.Meta) -> str | None:
@@ -107,7 +118,8 @@ def control(body: kopf.Body, spec: kopf.Spec, name: str, namespace: str | None, 
     with metrics.loop_seconds.labels(*labels).time(), _lock(memo):
         try:
             result = tick(memo.kube, _prometheus(memo, parsed), SETTINGS, dict(body), parsed,
-                          memo.get("history") or render.resumed_history(dict(status)), now)
+                          memo.get("history") or render.resumed_history(dict(status)), now,
+                          memo.setdefault("batch_stats", {}))
         except Exception:
             metrics.loop_errors.labels(*labels).inc()
             raise

@@ -120,7 +120,7 @@ CASES = [
     ("metricsOutage policy unknown", "spec.autoscaling", {"metricsOutage": {"policy": "panic"}},
      "spec.autoscaling.metricsOutage.policy"),
     ("prometheus url not http", "spec.prometheus", {"url": "prometheus:9090"}, "spec.prometheus.url"),
-    ("replicas negative", "spec.replicas", -1, "spec.replicas"),
+    ("replicas zero (minReplicas is at least 1)", "spec.replicas", 0, "spec.replicas"),
     ("minReplicas zero", "spec.autoscaling", {"minReplicas": 0}, "spec.autoscaling.minReplicas"),
     ("minReplicas above maxReplicas (CEL)", "spec.autoscaling", {"minReplicas": 5, "maxReplicas": 2},
      "minReplicas must be <= maxReplicas"),

@@ -151,7 +151,7 @@ def test_reconcile_keeps_the_loops_replicas_within_bounds(live: int | None, expe
 
 def test_reconcile_applies_a_manual_replica_pin_within_bounds() -> None:
     assert desired_replicas(1, spec(replicas=3)) == 3
-    assert desired_replicas(2, spec(replicas=0)) == 1
+    assert desired_replicas(2, spec(autoscaling={"minReplicas": 2}, replicas=1)) == 2
 
 
 def test_bad_spec_names_the_field_and_value() -> None:
@@ -182,3 +182,10 @@ def test_a_restarted_operator_remembers_when_it_last_acted() -> None:
                                    Decision(2, "ScaleUp", "m"), 1_700_000_000.0)
     assert status.resumed_history({"lastDecision": decided}).last_scale_at == 1_700_000_000.0
     assert status.resumed_history({}) == History()
+
+
+def test_api_errors_show_the_api_servers_message() -> None:
+    body = '{"kind":"Status","message":"Deployment.apps \\"r\\" is invalid: spec.template.spec.affinity: bad"}'
+    assert status.api_error(body) == 'Deployment.apps "r" is invalid: spec.template.spec.affinity: bad'
+    assert status.api_error(b"not json") == "not json"
+    assert status.api_error(None) == ""

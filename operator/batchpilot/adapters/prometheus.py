@@ -23,6 +23,8 @@ class ServiceMetrics:
     compute_ms: float | None = None
     avg_batch_size: float | None = None
     pending: float | None = None
+    gpu_utilization: float | None = None
+    """0..1, mean over the service's GPUs; None where Triton exports no GPU metrics."""
 
 
 class PrometheusReader:
@@ -58,5 +60,5 @@ class PrometheusReader:
         return ServiceMetrics(
             latency_ms=latency, arrival_rate=rate, queue_ms=self._scalar(queries.queue_ms()),
             compute_ms=self._scalar(queries.compute_ms()), avg_batch_size=self._scalar(queries.avg_batch_size()),
-            pending=self._scalar(queries.pending()),
+            pending=self._scalar(queries.pending()), gpu_utilization=self._scalar(queries.gpu_utilization()),
         )

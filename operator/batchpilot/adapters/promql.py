@@ -20,9 +20,15 @@ class ServiceQueries:
     window_s: float
 
     @property
-    def selector(self) -> str:
-        pairs = {"namespace": self.namespace, "inferenceservice": self.inferenceservice, "model": self.model}
+    def service_selector(self) -> str:
+        """The service's pods: for metrics that carry no model label (GPU metrics are per GPU)."""
+        pairs = {"namespace": self.namespace, "inferenceservice": self.inferenceservice}
         return ",".join(f'{k}="{escape_label_value(v)}"' for k, v in pairs.items())
+
+    @property
+    def selector(self) -> str:
+        """The service's pods, the model's series."""
+        return f'{self.service_selector},model="{escape_label_value(self.model)}"'
 
     def latency_ms(self, percentile: int) -> str:
         """Worst pod's server-side request latency at the percentile (Triton summary, microseconds)."""
@@ -55,6 +61,10 @@ class ServiceQueries:
 
     def avg_batch_size(self) -> str:
         return f"{self._rate('nv_inference_count')} / {self._rate('nv_inference_exec_count')}"
+
+    def gpu_utilization(self) -> str:
+        """Mean utilization (0..1) of the GPUs of the service's pods; no series on CPU (GPU metrics off)."""
+        return f"avg(nv_gpu_utilization{{{self.service_selector}}})"
 
     def sample_age_s(self) -> str:
         """Seconds since the freshest scrape of the service's pods."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from batchpilot.build.names import HTTP_PORT
@@ -48,9 +50,66 @@ class TritonAdmin:
         self._call("POST", f"/v2/repository/models/{model}/load",
                    {"parameters": {"config": json.dumps(config)}})
 
+    def stats(self, model: str) -> dict[str, Any]:
+        """The model's statistics since it was (re)loaded (GET /v2/models/<model>/stats)."""
+        return self._call("GET", f"/v2/models/{model}/stats")
+
     def ready(self, model: str) -> bool:
         try:
             self._call("GET", f"/v2/models/{model}/ready")
         except TritonError:
             return False
         return True
+
+
+def repository_index(host: str, port: int = HTTP_PORT, timeout_s: float = 2.0) -> list[dict[str, Any]] | None:
+    """Every model in the pod's repository with Triton's `state` and `reason` (why a load failed).
+
+    None when Triton does not answer in time or answers nonsense: the caller then knows no more than before.
+    """
+    request = urllib.request.Request(f"http://{host}:{port}/v2/repository/index", method="POST",
+                                     data=json.dumps({"ready": False}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as resp:
+            index = json.loads(resp.read())
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+    if not isinstance(index, list):
+        return None
+    return [dict(m) for m in index if isinstance(m, dict) and isinstance(m.get("name"), str)]
+
+
+STATS_TIMEOUT_S = 2.0
+"""Per pod: a Triton too slow to say its statistics is skipped for the tick, not waited for."""
+
+
+def batch_stats(host: str, model: str, port: int = HTTP_PORT,
+                timeout_s: float = STATS_TIMEOUT_S) -> dict[int, tuple[int, int]] | None:
+    """The model's executions and compute ns per batch size on one pod, cumulative since it was (re)loaded.
+
+    From Triton's statistics (`batch_stats[].compute_infer`), summed over the model's versions. None when the
+    pod does not answer in time or answers nonsense: the caller skips it.
+    """
+    try:
+        stats = TritonAdmin(host, port, timeout_s).stats(model)
+        out: dict[int, tuple[int, int]] = {}
+        for version in stats["model_stats"]:
+            for entry in version.get("batch_stats") or []:
+                size, infer = int(entry["batch_size"]), entry["compute_infer"]
+                count, ns = out.get(size, (0, 0))
+                out[size] = (count + int(infer["count"]), ns + int(infer["ns"]))
+    except (TritonError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return out
+
+
+def service_batch_stats(hosts: Sequence[str], model: str,
+                        timeout_s: float = STATS_TIMEOUT_S) -> dict[str, dict[int, tuple[int, int]]]:
+    """batch_stats of each pod, asked side by side (a hung pod costs one timeout, not one each); pods that did
+    not answer are left out."""
+    if not hosts:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(8, len(hosts))) as pool:
+        snapshots = pool.map(lambda host: batch_stats(host, model, timeout_s=timeout_s), hosts)
+        return {host: snapshot for host, snapshot in zip(hosts, snapshots, strict=True) if snapshot is not None}

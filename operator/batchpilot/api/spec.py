@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -52,8 +52,9 @@ class ModelRepository(ApiModel):
     )
 
     storage_uri: Annotated[str, Field(pattern=STORAGE_URI_PATTERN, max_length=2048)] | None = None
-    """https://host/path/model.tar.gz (a .tar.gz, .tgz or .zip archive of the model directory), s3://bucket/prefix
-    or gs://bucket/prefix (every object under the prefix); fetched by an init container before Triton starts."""
+    """https://host/path/model.tar.gz (a .tar.gz, .tgz, .tar or .zip archive whose root holds the version folders
+    such as 1/, or one folder that does; any other file becomes version 1), s3://bucket/prefix or gs://bucket/prefix
+    (every object under the prefix is the model directory); fetched by an init container before Triton starts."""
     credentials_secret: Annotated[str, Field(pattern=NAME_PATTERN, max_length=253)] | None = None
     """Secret with the credentials for storageUri, passed to the fetcher as environment variables:
     AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION, AWS_ENDPOINT_URL (s3; gs through
@@ -120,9 +121,10 @@ class ModelSpec(ApiModel):
     """Triton backend (python, onnxruntime, tensorrt, pytorch, ...); leave both backend and platform out to let
     Triton derive it from the model files."""
     platform: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=63)] | None = None
-    """Triton platform (tensorrt_plan, onnxruntime_onnx, pytorch_libtorch, tensorflow_savedmodel, ...)."""
+    """Triton platform (tensorrt_plan, onnxruntime_onnx, pytorch_libtorch, tensorflow_savedmodel, ...); set
+    backend or platform, not both."""
     max_batch_size: Annotated[int, Field(ge=0, le=4096)] = 32
-    """Largest batch Triton may form; 0 disables batching for the model."""
+    """Largest batch Triton may form; 0 disables batching for the model (spec.batching then does not apply)."""
     inputs: Annotated[list[TensorSpec], Field(max_length=64)] | None = None
     """Input tensors (optional where the backend reports them itself)."""
     outputs: Annotated[list[TensorSpec], Field(max_length=64)] | None = None
@@ -162,7 +164,8 @@ class RuntimeSpec(ApiModel):
     image: Annotated[str, Field(min_length=1, max_length=512, pattern=r"^[^\s]+$")] = DEFAULT_TRITON_IMAGE
     """Triton server container image."""
     resources: ResourceRequirements = DEFAULT_RESOURCES
-    """Resources per replica (default: 1 CPU and 2Gi requested, one nvidia.com/gpu)."""
+    """Resources per replica (default: 1 CPU and 2Gi requested, a 2Gi memory limit, one nvidia.com/gpu). Setting
+    it replaces the whole default, as in a Pod: include nvidia.com/gpu in limits to get a GPU."""
     node_selector: dict[str, Annotated[str, Field(max_length=63)]] | None = None
     """Labels a node must have to run the pods, e.g. nvidia.com/gpu.product: NVIDIA-H100-80GB-HBM3."""
     tolerations: Annotated[list[Toleration], Field(max_length=32)] | None = None
@@ -271,7 +274,7 @@ class BatchingSpec(ApiModel):
     preferred_batch_sizes: Annotated[list[Annotated[int, Field(ge=1, le=4096)]], Field(max_length=16)] | None = None
     """Batch sizes Triton prefers to form (optional)."""
     instance_count: Annotated[int, Field(ge=1, le=16)] = 1
-    """Model instances per GPU."""
+    """Model instances per GPU (per pod when it takes no GPU)."""
 
     @model_validator(mode="after")
     def _ordered(self) -> BatchingSpec:
@@ -304,21 +307,9 @@ class InferenceServiceSpec(ApiModel):
     """Triton dynamic batching settings."""
     prometheus: PrometheusSpec | None = None
     """Per-service Prometheus (default: the operator's)."""
-    replicas: Annotated[int, Field(ge=0, le=1000)] | None = None
+    replicas: Annotated[int, Field(ge=1, le=1000)] | None = None
     """Manual replica count (what `kubectl scale` sets): while set, the control loop keeps this count (within
     min/maxReplicas) and still tunes batching; remove it to hand replicas back to the loop."""
     paused: bool = False
     """Freeze all scaling and tuning actions; keep observing."""
 
-
-def spec_fields(model: type[Any] = InferenceServiceSpec) -> list[str]:
-    """Every field path of the spec, camelCase (for docs and the README check)."""
-    out = []
-    for name, field in model.model_fields.items():
-        alias = field.alias or name
-        out.append(alias)
-        inner = field.annotation
-        for arg in getattr(inner, "__args__", (inner,)):
-            if isinstance(arg, type) and issubclass(arg, ApiModel):
-                out.extend(f"{alias}.{sub}" for sub in spec_fields(arg))
-    return out

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+from collections.abc import Sequence
 from typing import Any
 
 from batchpilot.api.spec import InferenceServiceSpec
 from batchpilot.api.status import AppliedBatching, LastDecision, ObservedMetrics, ReplicaChange
+from batchpilot.build.pod_health import PodHealth, assess
 from batchpilot.control.types import Decision, History, Observation
 
 
@@ -34,11 +37,12 @@ def merge_conditions(previous: list[dict[str, Any]] | None, updates: list[dict[s
 
 
 def ready_condition(previous: list[dict[str, Any]] | None, ready: int, desired: int, generation: int,
-                    now: float) -> dict[str, Any]:
-    if ready >= 1:
-        return condition(previous, "Ready", True, "ReplicasReady", f"{ready}/{desired} replicas ready",
-                         generation, now)
-    return condition(previous, "Ready", False, "NoReplicaReady", f"0/{desired} replicas ready", generation, now)
+                    now: float, pods: Sequence[PodHealth] | None = None) -> dict[str, Any]:
+    """Ready: True with one ready replica; the message (and, when none is, the reason) says why others are not.
+
+    pods None: they could not be read, so only the counts are known."""
+    health = assess(pods, ready, desired)
+    return condition(previous, "Ready", health.ready, health.reason, health.message, generation, now)
 
 
 def slo_condition(previous: list[dict[str, Any]] | None, spec: InferenceServiceSpec, latency_ms: float | None,
@@ -53,6 +57,15 @@ def slo_condition(previous: list[dict[str, Any]] | None, spec: InferenceServiceS
                      generation, now)
 
 
+def api_error(body: str | bytes | None) -> str:
+    """The message of a Kubernetes Status error body (JSON), else the body as text."""
+    text = body.decode(errors="replace") if isinstance(body, bytes) else str(body or "")
+    try:
+        return str(json.loads(text).get("message") or text)
+    except (ValueError, AttributeError):
+        return text
+
+
 def _finite(value: float | None) -> float | None:
     """JSON has no infinity: an overload prediction is shown as absent (the message says 'overload')."""
     return None if value is None or value != value or value in (float("inf"), float("-inf")) else round(value, 3)
@@ -63,7 +76,7 @@ def observed(obs: Observation, now: float) -> dict[str, Any]:
     return ObservedMetrics(
         arrival_rate=_finite(obs.arrival_rate), latency_ms=_finite(obs.latency_ms), queue_ms=_finite(obs.queue_ms),
         compute_ms=_finite(obs.compute_ms), avg_batch_size=_finite(obs.avg_batch_size),
-        pending=_finite(obs.pending), at=rfc3339(now),
+        pending=_finite(obs.pending), gpu_utilization=_finite(obs.gpu_utilization), at=rfc3339(now),
     ).model_dump(by_alias=True, mode="json")
 
 

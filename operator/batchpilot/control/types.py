@@ -9,7 +9,7 @@ from batchpilot.control.capacity import CapacityModel
 
 @dataclass(frozen=True)
 class Observation:
-    """One look at the service: from Prometheus (metrics) and the Deployment (replicas)."""
+    """One look at the service: Prometheus (metrics), Triton (batch statistics), the Deployment (replicas)."""
 
     at: float
     """Unix time of the observation."""
@@ -33,6 +33,11 @@ class Observation:
     """The queue delay the pods run now (None: unknown, the spec's is assumed)."""
     window_s: float = 0.0
     """How far back the rates and means reach: evidence older than a change says nothing about it."""
+    batch_compute: tuple[tuple[int, float, int], ...] = ()
+    """(batch size, mean compute ms of one batch, executions) per batch size since the last tick, from Triton's
+    per-pod statistics; empty when none could be read (the capacity model then learns from the means above)."""
+    gpu_utilization: float | None = None
+    """Mean GPU utilization of the service's pods, 0..1; None without GPU metrics (CPU). Shown, not planned on."""
 
 
 @dataclass(frozen=True)
