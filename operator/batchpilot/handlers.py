@@ -68,9 +68,10 @@ def reconcile_children(body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, patch:
         with _lock(memo):
             replicas = reconcile(memo.kube, dict(body), parsed, SETTINGS.fetcher_image)
     except ApiException as e:
-        if e.status not in (400, 403, 422):
+        detail = render.api_error(e.body or e.reason)
+        if not render.refused_for_good(e.status, detail):
             raise  # transient: kopf retries
-        message = f"the API server refused a child: {render.api_error(e.body or e.reason)}"
+        message = f"the API server refused a child: {detail}"
         kopf.event(body, type="Warning", reason="ReconcileFailed", message=message)
         raise kopf.PermanentError(message) from None
     patch.status["observedGeneration"] = meta.get("generation")

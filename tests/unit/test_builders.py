@@ -189,3 +189,12 @@ def test_api_errors_show_the_api_servers_message() -> None:
     assert status.api_error(body) == 'Deployment.apps "r" is invalid: spec.template.spec.affinity: bad'
     assert status.api_error(b"not json") == "not json"
     assert status.api_error(None) == ""
+
+
+@pytest.mark.parametrize(("code", "message", "permanent"), [
+    (422, "Deployment.apps is invalid", True), (403, "forbidden", True),
+    (500, "failed to create typed patch object (ns/r; apps/v1, Kind=Deployment): .spec...: expected map", True),
+    (500, "etcdserver: request timed out", False), (503, "unavailable", False), (409, "conflict", False),
+])
+def test_only_errors_about_the_object_are_final(code: int, message: str, permanent: bool) -> None:
+    assert status.refused_for_good(code, message) is permanent

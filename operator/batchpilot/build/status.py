@@ -66,6 +66,12 @@ def api_error(body: str | bytes | None) -> str:
         return text
 
 
+def refused_for_good(status: int | None, message: str) -> bool:
+    """Whether an API error is about the object itself (retrying the same spec cannot help): invalid, forbidden,
+    or a server-side apply whose object does not fit the type (reported as a 500)."""
+    return status in (400, 403, 422) or (status == 500 and "failed to create typed patch object" in message)
+
+
 def _finite(value: float | None) -> float | None:
     """JSON has no infinity: an overload prediction is shown as absent (the message says 'overload')."""
     return None if value is None or value != value or value in (float("inf"), float("-inf")) else round(value, 3)
