@@ -3,81 +3,18 @@ S3 API (moto_server): files land, config.pbtxt is skipped, a failure is one line
 
 from __future__ import annotations
 
-import io
 import os
-import ssl
 import subprocess
 import sys
-import tarfile
-import threading
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import boto3
 import pytest
-from botocore.config import Config
 
 from batchpilot.sandbox import certs
-from batchpilot.sandbox.process import free_port, spawn, stop_process, tail
+from storage_servers import SECRET_AUTH, SECRET_KEY, Site, https_site, moto_s3, s3_client, tar_gz, upload
 
-SECRET_AUTH = "Bearer t0ken-that-must-not-be-printed"
-SECRET_KEY = "secret-key-that-must-not-be-printed"
 MODEL_PY = b"import triton_python_backend_utils as pb_utils\n"
-
-
-def _tar_gz(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, body in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(body)
-            tar.addfile(info, io.BytesIO(body))
-    return buf.getvalue()
-
-
-@dataclass
-class Site:
-    """What the HTTPS server serves (path -> body) and the Authorization header of each request it saw."""
-
-    base: str
-    files: dict[str, bytes]
-    private: set[str]
-    redirects: dict[str, str] = field(default_factory=dict)
-    """path -> URL it redirects to ({base} and {port} filled in)."""
-    seen: list[tuple[str, str | None]] = field(default_factory=list)
-
-
-def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            auth = self.headers.get("Authorization")
-            site.seen.append((self.path, auth))
-            if self.path in site.redirects:
-                port = site.base.rsplit(":", 1)[1]
-                self.send_response(302)
-                self.send_header("Location", site.redirects[self.path].format(base=site.base, port=port))
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            body = site.files.get(self.path)
-            status = (
-                404 if body is None else 401 if self.path in site.private and auth != SECRET_AUTH else 200
-            )
-            payload = body if status == 200 and body is not None else b"no\n"
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    return Handler
 
 
 @pytest.fixture(scope="module")
@@ -92,10 +29,10 @@ def site(pki: certs.Pki) -> Iterator[Site]:
     site = Site(
         "",
         {
-            "/models/model.tar.gz": _tar_gz(model),
+            "/models/model.tar.gz": tar_gz(model),
             "/models/model.onnx": b"onnx-bytes",
-            "/models/evil.tar.gz": _tar_gz({"1/model.py": MODEL_PY, "../evil": b"owned"}),
-            "/private/model.tar.gz": _tar_gz(model),
+            "/models/evil.tar.gz": tar_gz({"1/model.py": MODEL_PY, "../evil": b"owned"}),
+            "/private/model.tar.gz": tar_gz(model),
         },
         private={"/private/model.tar.gz"},
         redirects={
@@ -104,16 +41,8 @@ def site(pki: certs.Pki) -> Iterator[Site]:
             "/downgrade/model.tar.gz": "http://127.0.0.1:{port}/models/model.tar.gz",
         },
     )
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(site))
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(pki.server_cert, pki.server_key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    site.base = f"https://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield site
-    server.shutdown()
-    server.server_close()
+    with https_site(pki, site):
+        yield site
 
 
 def run_fetch(uri: str, dest: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -229,40 +158,19 @@ def test_https_tar_with_parent_path_is_refused(site: Site, pki: certs.Pki, tmp_p
 @pytest.fixture(scope="module")
 def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """moto_server on a free loopback port; fails (never skips) when it cannot start."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    proc = spawn([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], log)
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    try:
-        while True:
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2).close()
-                break
-            except (urllib.error.URLError, OSError):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"moto_server did not start on {endpoint} (exit {proc.poll()}):\n{tail(log)}")
-                time.sleep(0.2)
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="test",
-            aws_secret_access_key=SECRET_KEY,
-            config=Config(s3={"addressing_style": "path"}),
+    with moto_s3(tmp_path_factory.mktemp("moto")) as endpoint:
+        upload(
+            s3_client(endpoint),
+            "models",
+            {
+                "resnet/1/model.onnx": b"onnx",
+                "resnet/1/labels/names.txt": b"cat\n",
+                "resnet/config.pbtxt": b"platform: x\n",
+                "resnet/2/": b"",
+                "resnet50/1/model.onnx": b"other model",
+            },
         )
-        s3.create_bucket(Bucket="models")
-        for key, body in {
-            "resnet/1/model.onnx": b"onnx",
-            "resnet/1/labels/names.txt": b"cat\n",
-            "resnet/config.pbtxt": b"platform: x\n",
-            "resnet/2/": b"",
-            "resnet50/1/model.onnx": b"other model",
-        }.items():
-            s3.put_object(Bucket="models", Key=key, Body=body)
         yield endpoint
-    finally:
-        stop_process(proc)
 
 
 def _aws(endpoint: str) -> dict[str, str]:
