@@ -105,8 +105,14 @@ def repair_child(type: str | None, meta: kopf.Meta, namespace: str | None, memo:
     owner = memo.kube.inference_service(namespace, name)
     if owner is None:
         return  # the owner is going: garbage collection removes the children
-    with _lock(memo):
-        reconcile(memo.kube, owner, _spec(owner["spec"]), SETTINGS.fetcher_image)
+    try:
+        with _lock(memo):
+            reconcile(memo.kube, owner, _spec(owner["spec"]), SETTINGS.fetcher_image)
+    except ApiException as e:
+        if e.status not in (403, 404, 409):
+            raise
+        # The namespace is terminating (403), the owner just went (404) or another writer won (409): the next
+        # event of the child, if any, repairs it.
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=SETTINGS.control_interval_seconds, initial_delay=1.0)

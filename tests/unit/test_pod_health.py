@@ -91,6 +91,9 @@ CASES: list[tuple[str, list[PodHealth], int, int, bool, str, str]] = [
     ("fetch failing with its message", [fetch_failing("a", "https://h/m.tar.gz: HTTP 404")], 0, 1, False,
      "ModelFetchFailed", "0/1 replicas ready; init container fetch-model of pod a failed (exit code 1; "
      "restarted 2 times): https://h/m.tar.gz: HTTP 404"),
+    ("a log tail as message: its last line",
+     [fetch_failing("a", "fetch: fetching x\nfetch failed: HTTP 404\n\n")], 0, 1, False, "ModelFetchFailed", "0/1 replicas ready; init container fetch-model of pod a failed (exit code 1; "
+     "restarted 2 times): fetch failed: HTTP 404"),
     ("fetch failure outranks a crash loop", [crash_looping("b"), fetch_failing("a")], 0, 2, False,
      "ModelFetchFailed", "0/2 replicas ready; init container fetch-model of pod a failed (exit code 1; "
      "restarted 2 times); see kubectl logs a -c fetch-model --previous; container triton of pod b failed "
@@ -111,11 +114,11 @@ CASES: list[tuple[str, list[PodHealth], int, int, bool, str, str]] = [
      f"0/2 replicas ready; 1 pod Pending: {GPU_MESSAGE}; pod a: container triton ContainerCreating"),
     ("model loading is starting", [loading("a")], 0, 1, False, "Starting",
      "0/1 replicas ready; pod a: model m loading"),
-    ("fetching is starting", [PodHealth("a", containers=(ContainerHealth("fetch-model", init=True, running=True),
-                                                          ContainerHealth("triton", waiting_reason="PodInitializing")))],
-     0, 1, False, "Starting", "0/1 replicas ready; pod a: init container fetch-model running"),
-    ("triton up, index unknown", [PodHealth("a", "Running", containers=(ContainerHealth("triton", running=True),))],
-     0, 1, False, "Starting", "0/1 replicas ready; pod a: Triton not ready yet"),
+    ("fetching is starting",
+     [PodHealth("a", containers=(ContainerHealth("fetch-model", init=True, running=True),
+                                 ContainerHealth("triton", waiting_reason="PodInitializing")))], 0, 1, False, "Starting", "0/1 replicas ready; pod a: init container fetch-model running"),
+    ("triton up, index unknown",
+     [PodHealth("a", "Running", containers=(ContainerHealth("triton", running=True),))], 0, 1, False, "Starting", "0/1 replicas ready; pod a: Triton not ready yet"),
     ("a fetch that succeeded is no problem",
      [PodHealth("a", "Running", containers=(ContainerHealth("fetch-model", init=True, exit_code=0, restarts=1,
                                                             last_exit_code=1),
@@ -140,6 +143,7 @@ CASES: list[tuple[str, list[PodHealth], int, int, bool, str, str]] = [
      0, 1, False, "Starting", "0/1 replicas ready; pod a: model m unavailable"),
     ("no pod yet", [], 0, 1, False, "Starting", "0/1 replicas ready; no pod exists yet"),
     ("scaled to zero", [], 0, 0, False, "NoReplicaReady", "0/0 replicas ready"),
+    ("pods ready before the Deployment says so", [ready("a")], 0, 1, False, "Starting", "0/1 replicas ready"),
 ]
 
 

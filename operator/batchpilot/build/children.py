@@ -7,7 +7,14 @@ from typing import Any
 
 from batchpilot.api.spec import GPU_RESOURCE, InferenceServiceSpec
 from batchpilot.build.config_pbtxt import render_config_pbtxt
-from batchpilot.build.names import GRPC_PORT, HTTP_PORT, METRICS_PORT, MODEL_REPOSITORY, ChildNames
+from batchpilot.build.names import (
+    FETCH_CONTAINER,
+    GRPC_PORT,
+    HTTP_PORT,
+    METRICS_PORT,
+    MODEL_REPOSITORY,
+    ChildNames,
+)
 
 Manifest = dict[str, Any]
 CONFIG_HASH_ANNOTATION = "batchpilot.dev/config-hash"
@@ -104,13 +111,15 @@ def _repository(spec: InferenceServiceSpec, fetcher_image: str) -> tuple[list[Ma
         return [volume], [mount, config_mount], []
     assert repo.storage_uri is not None  # the API allows exactly one source
     fetch: Manifest = {
-        "name": "fetch-model",
+        "name": FETCH_CONTAINER,
         "image": fetcher_image,
         "command": ["python3", "-m", "batchpilot.fetch", "--uri", repo.storage_uri, "--dest", model_dir],
         # The whole volume, so the fetcher stages beside the model directory on the same filesystem.
         "volumeMounts": [{"name": "model-files", "mountPath": MODEL_REPOSITORY}],
         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
         "securityContext": _RESTRICTED,
+        # The fetcher's last line (what failed, the fix) becomes the status message the Ready condition quotes.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     if repo.credentials_secret is not None:
         fetch["envFrom"] = [{"secretRef": {"name": repo.credentials_secret}}]
@@ -151,6 +160,7 @@ def _triton_container(spec: InferenceServiceSpec, model_mounts: list[Manifest]) 
         "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
         "volumeMounts": model_mounts,
         "securityContext": _RESTRICTED,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     if runtime.env:
         container["env"] = [e.to_wire() for e in runtime.env]

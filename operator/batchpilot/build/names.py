@@ -10,6 +10,8 @@ SERVICE_LABEL = f"{GROUP}/inferenceservice"
 """Pod label naming the InferenceService; Prometheus relabels it to the `inferenceservice` label."""
 HTTP_PORT, GRPC_PORT, METRICS_PORT = 8000, 8001, 8002
 MODEL_REPOSITORY = "/models"
+FETCH_CONTAINER = "fetch-model"
+"""The init container that downloads a storageUri model."""
 
 
 @dataclass(frozen=True)

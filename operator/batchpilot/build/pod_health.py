@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-FETCH_CONTAINER = "fetch-model"
-"""The init container that downloads a storageUri model (build/children.py)."""
+from batchpilot.build.names import FETCH_CONTAINER
+
 IMAGE_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull",
                                 "RegistryUnavailable", "SignatureValidationFailed"})
 CONFIG_ERROR_REASONS = frozenset({"CreateContainerConfigError"})
@@ -111,6 +111,12 @@ def _clip(text: str | None) -> str:
     return flat if len(flat) <= DETAIL_LIMIT else flat[: DETAIL_LIMIT - 3] + "..."
 
 
+def _last_line(text: str | None) -> str:
+    """A termination message's last line: a log tail (FallbackToLogsOnError) ends with the error."""
+    lines = [line for line in (text or "").splitlines() if line.strip()]
+    return _clip(lines[-1]) if lines else ""
+
+
 def _rank(problem: Problem) -> int:
     return REASONS.index(problem.reason)
 
@@ -155,7 +161,8 @@ def _container_problem(pod: str, c: ContainerHealth) -> Problem | None:
         code, reason, last_words = failed
         previous = " --previous" if c.exit_code is None else ""  # the failed run is lastState
         text = f"{what} failed ({_exit_text(code, reason)}" + (f"; {runs})" if c.restarts else ")")
-        text += f": {_clip(last_words)}" if last_words else f"; see kubectl logs {pod} -c {c.name}{previous}"
+        said = _last_line(last_words)
+        text += f": {said}" if said else f"; see kubectl logs {pod} -c {c.name}{previous}"
     if c.init and c.name == FETCH_CONTAINER:
         return Problem("ModelFetchFailed", pod, text)
     return Problem("CrashLoopBackOff", pod, text)
@@ -216,9 +223,9 @@ def assess(pods: Sequence[PodHealth] | None, ready: int, desired: int) -> Health
     message = f"{head}; {summary}" if summary else head
     if ready >= 1:
         return Health(True, "ReplicasReady", message)
-    if not waiting:
+    if not waiting:  # no pod yet, or pods that turned ready since the Deployment was read
         return Health(False, "NoReplicaReady" if desired == 0 else "Starting",
-                      message if desired == 0 else f"{head}; no pod exists yet")
+                      message if desired == 0 or pods else f"{head}; no pod exists yet")
     return Health(False, min(waiting, key=_rank).reason, message)
 
 

@@ -23,6 +23,8 @@ from batchpilot.sandbox.volumes import MountTable
 
 Obj = dict[str, Any]
 MAX_BACKOFF_S = 300.0
+# The kubelet's cut of a container's log for terminationMessagePolicy FallbackToLogsOnError
+FALLBACK_LOG_LINES, FALLBACK_LOG_BYTES = 80, 2048
 BACKOFF_RESET_S = 600.0  # a container that ran this long starts its back-off over, as in the kubelet
 
 
@@ -85,6 +87,7 @@ class ContainerRunner:
         self.last_state: Obj = {}
         self.restart_count = 0
         self.started_at = 0.0
+        self.log_offset = 0  # where this run's output starts in the log
         self.restart_at: float | None = None
         self.exit_code: int | None = None
         self.probers: dict[str, Prober] = {}
@@ -102,6 +105,7 @@ class ContainerRunner:
         self.restart_at = None
         with open(self.log_path, "ab") as log:
             log.write(f"--- {now_rfc3339()} sandbox: starting {' '.join(spec.argv)}\n".encode())
+            self.log_offset = log.tell()
         try:
             self.proc = spawn(spec.argv, self.log_path, env=spec.env, cwd=spec.cwd)
         except OSError as exc:  # as a runtime's StartError: counts as a failed run, retried with back-off
@@ -142,6 +146,9 @@ class ContainerRunner:
             terminated["message"] = message
         if exit_code < 0:
             terminated.update(exitCode=128 - exit_code, signal=-exit_code)
+        fallback = self.container.get("terminationMessagePolicy") == "FallbackToLogsOnError"
+        if not message and fallback and terminated["exitCode"] != 0 and (tail := self._log_tail()):
+            terminated["message"] = tail
         self.exit_code = int(terminated["exitCode"])
         self.proc = None
         self.ready = False
@@ -164,6 +171,9 @@ class ContainerRunner:
     def tick(self, now: float) -> None:
         """Notice exits, restart after back-off, run due probes."""
         if self.proc is not None and self.proc.poll() is not None:
+            # As when a container's init process dies, the rest of the container goes too (Triton's stubs).
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
             self._on_exit(self.proc.returncode, now)
         if self.restart_at is not None and now >= self.restart_at and self.spec and self.mounts:
             self.restart_count += 1
@@ -183,6 +193,17 @@ class ContainerRunner:
             return
         readiness = self.probers.get("readiness")
         self.ready = readiness.tick(now) if readiness else True
+
+    def _log_tail(self) -> str:
+        """The end of this run's output, as the kubelet puts it in the message under FallbackToLogsOnError."""
+        try:
+            with open(self.log_path, "rb") as log:
+                log.seek(self.log_offset)
+                output = log.read()
+        except OSError:
+            return ""
+        lines = output[-FALLBACK_LOG_BYTES:].decode(errors="replace").splitlines()
+        return "\n".join(lines[-FALLBACK_LOG_LINES:])
 
     # -- stopping
     def signal(self, sig: signal.Signals) -> None:
