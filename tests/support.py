@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import subprocess
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
+import yaml
+
+from batchpilot.api.crd import crd
 from batchpilot.sandbox.demo import Row, load_step
+from batchpilot.sandbox.gpu_emulator import model_files
+from batchpilot.sandbox.process import spawn, stop_process, tail
 from batchpilot.sandbox.sample import SampleService
 from batchpilot.sandbox.service_watch import ServiceWatch
 from batchpilot.sandbox.stack import Sandbox
+from batchpilot.sandbox.triton_runtime import find_triton, prepare_backend_dir, server_argv, triton_env
 
 T = TypeVar("T")
 
@@ -121,3 +129,54 @@ def metrics_stub(host: str, value: int) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def kubectl_run(kubeconfig: str | os.PathLike[str], *args: str,
+                stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """kubectl with args against kubeconfig's cluster, as a user would run it (output captured, never raises)."""
+    return subprocess.run(["kubectl", f"--kubeconfig={os.fspath(kubeconfig)}", *args], input=stdin,
+                          capture_output=True, text=True, timeout=60)
+
+
+def install_crd(kubeconfig: Path, namespace: str) -> Path:
+    """Apply the generated InferenceService CRD, wait until it is Established and create namespace (either
+    may already exist); returns kubeconfig."""
+    for args, stdin in ((("apply", "--server-side", "-f", "-"), yaml.safe_dump(crd())),
+                        (("wait", "--for=condition=Established", "--timeout=60s",
+                          "crd/inferenceservices.batchpilot.dev"), None),
+                        (("create", "namespace", namespace), None)):
+        done = kubectl_run(kubeconfig, *args, stdin=stdin)
+        assert done.returncode == 0 or "AlreadyExists" in done.stderr, done.stderr
+    return kubeconfig
+
+
+@contextlib.contextmanager
+def emulator_triton(root: Path, address: str, config_pbtxt: str, time_scale: float,
+                    extra_args: Sequence[str] = ()) -> Iterator[str]:
+    """The wheel's tritonserver on address:8000 with the GPU emulator (h100-resnet50-fp16, time_scale times
+    slower) loaded as model "emulator" under explicit model control, config_pbtxt as its config. root holds
+    the model repository, the backends and tritonserver.log. Yields the base URL once ready; stops it after."""
+    version_dir = root / "models" / "emulator" / "1"
+    version_dir.mkdir(parents=True)
+    for name, text in model_files("h100-resnet50-fp16", time_scale).items():
+        (version_dir / name).write_text(text)
+    (version_dir.parent / "config.pbtxt").write_text(config_pbtxt)
+    install = find_triton()
+    args = [f"--model-repository={root / 'models'}", "--model-control-mode=explicit", "--load-model=emulator",
+            *extra_args]
+    log = root / "tritonserver.log"
+    proc = spawn(server_argv(install, prepare_backend_dir(root / "backends", install), address, args), log,
+                 env=triton_env(install=install))
+    url = f"http://{address}:8000"
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"tritonserver exited ({proc.returncode}) before it was ready at {url}; "
+                                 f"log tail:\n{tail(log, 40)}")
+        return http_status(f"{url}/v2/health/ready") == 200
+
+    try:
+        wait_for(f"tritonserver ready at {url}", ready, 90, lambda: "log tail:\n" + tail(log, 40))
+        yield url
+    finally:
+        stop_process(proc, grace_s=10)

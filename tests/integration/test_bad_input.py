@@ -4,15 +4,14 @@ message names the field. Each case is applied with kubectl, as a model owner wou
 from __future__ import annotations
 
 import copy
-import subprocess
-from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from batchpilot.api.crd import crd
 from batchpilot.sandbox.controlplane import ControlPlane
+from support import install_crd, kubectl_run
 
 NAMESPACE = "bad-input"
 VALID: dict[str, Any] = {
@@ -23,20 +22,10 @@ VALID: dict[str, Any] = {
 }
 
 
-def kubectl(cp: ControlPlane, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["kubectl", f"--kubeconfig={cp.kubeconfig}", *args], input=stdin, capture_output=True,
-                          text=True, timeout=60)
-
-
 @pytest.fixture(scope="module")
-def api(control_plane: ControlPlane) -> Iterator[ControlPlane]:
-    for args, stdin in ((("apply", "--server-side", "-f", "-"), yaml.safe_dump(crd())),
-                        (("wait", "--for=condition=Established", "--timeout=60s",
-                          "crd/inferenceservices.batchpilot.dev"), None),
-                        (("create", "namespace", NAMESPACE), None)):
-        done = kubectl(control_plane, *args, stdin=stdin)
-        assert done.returncode == 0 or "AlreadyExists" in done.stderr, done.stderr
-    yield control_plane
+def api(control_plane: ControlPlane) -> Path:
+    """The API server's kubeconfig, with the CRD installed and NAMESPACE created."""
+    return install_crd(control_plane.kubeconfig, NAMESPACE)
 
 
 def edited(path: str, value: Any) -> dict[str, Any]:
@@ -141,18 +130,18 @@ CASES = [
 
 
 @pytest.mark.parametrize(("path", "value", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_the_api_server_refuses_it_naming_the_field(api: ControlPlane, path: str, value: Any,
-                                                    expected: str) -> None:
-    done = kubectl(api, "apply", "-f", "-", stdin=yaml.safe_dump(edited(path, value)))
+def test_the_api_server_refuses_it_naming_the_field(api: Path, path: str, value: Any, expected: str) -> None:
+    done = kubectl_run(api, "apply", "-f", "-", stdin=yaml.safe_dump(edited(path, value)))
     assert done.returncode != 0, f"accepted: {path}={value!r}"
     assert expected in done.stderr, done.stderr
 
 
-def test_the_valid_manifest_is_accepted_and_defaulted(api: ControlPlane) -> None:
-    done = kubectl(api, "apply", "-f", "-", stdin=yaml.safe_dump(VALID))
+def test_the_valid_manifest_is_accepted_and_defaulted(api: Path) -> None:
+    done = kubectl_run(api, "apply", "-f", "-", stdin=yaml.safe_dump(VALID))
     assert done.returncode == 0, done.stderr
-    live = yaml.safe_load(kubectl(api, "get", "inferenceservice", "-n", NAMESPACE, "svc", "-o", "yaml").stdout)
+    got = kubectl_run(api, "get", "inferenceservice", "-n", NAMESPACE, "svc", "-o", "yaml")
+    live = yaml.safe_load(got.stdout)
     assert live["spec"]["batching"]["mode"] == "auto"
     assert live["spec"]["autoscaling"]["scaleDown"] == {"stabilizationSeconds": 60, "maxStepPercent": 50}
     assert live["spec"]["runtime"]["resources"]["limits"] == {"memory": "2Gi", "nvidia.com/gpu": 1}
-    kubectl(api, "delete", "inferenceservice", "-n", NAMESPACE, "svc")
+    kubectl_run(api, "delete", "inferenceservice", "-n", NAMESPACE, "svc")

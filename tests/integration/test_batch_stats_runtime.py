@@ -27,10 +27,8 @@ from batchpilot.control_loop import PodSnapshots, Tick, tick
 from batchpilot.sandbox.gpu_emulator import model_files
 from batchpilot.sandbox.gpu_emulator.profile_curve import ProfileCurve
 from batchpilot.sandbox.loadgen import run_load
-from batchpilot.sandbox.process import spawn, stop_process, tail
-from batchpilot.sandbox.triton_runtime import find_triton, prepare_backend_dir, server_argv, triton_env
 from batchpilot.settings import OperatorSettings
-from support import http_status, wait_for
+from support import emulator_triton, wait_for
 
 ADDRESS = "127.0.0.202"  # clear of the sandbox kubelet (127.0.0.2 up) and test_triton_runtime (.201)
 REFUSING = "127.0.0.203"  # a "ready" pod where nothing listens
@@ -53,24 +51,9 @@ def expected_ms(batch_size: int) -> float:
 @pytest.fixture(scope="module")
 def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A tritonserver with the emulator loaded (explicit model control) on ADDRESS:8000."""
-    root = tmp_path_factory.mktemp("triton")
-    version_dir = root / "models" / "emulator" / "1"
-    version_dir.mkdir(parents=True)
-    for name, text in model_files("h100-resnet50-fp16", TIME_SCALE).items():
-        (version_dir / name).write_text(text)
-    (version_dir.parent / "config.pbtxt").write_text(CONFIG)
-    install = find_triton()
-    args = [f"--model-repository={root / 'models'}", "--model-control-mode=explicit", "--load-model=emulator"]
-    log = root / "tritonserver.log"
-    proc = spawn(server_argv(install, prepare_backend_dir(root / "backends", install), ADDRESS, args), log,
-                 env=triton_env(install=install))
-    try:
-        wait_for("tritonserver ready", lambda: http_status(f"http://{ADDRESS}:8000/v2/health/ready") == 200, 90,
-                 lambda: tail(log, 40))
+    with emulator_triton(tmp_path_factory.mktemp("triton"), ADDRESS, CONFIG, TIME_SCALE):
         infer(2)  # the first request pays one-off costs in the stub: not in any measured tick
         yield ADDRESS
-    finally:
-        stop_process(proc, grace_s=10)
 
 
 def infer(rows: int) -> None:

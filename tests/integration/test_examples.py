@@ -3,72 +3,61 @@ kubectl as a model owner would (server-side dry run: schema, bounds and CEL rule
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from batchpilot.api.crd import crd
 from batchpilot.sandbox.controlplane import ControlPlane
+from support import install_crd, kubectl_run
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 NAMESPACE = "examples"
 
 
-def kubectl(cp: ControlPlane, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["kubectl", f"--kubeconfig={cp.kubeconfig}", *args], input=stdin, capture_output=True,
-                          text=True, timeout=60)
-
-
 @pytest.fixture(scope="module")
-def api(control_plane: ControlPlane) -> Iterator[ControlPlane]:
-    for args, stdin in ((("apply", "--server-side", "-f", "-"), yaml.safe_dump(crd())),
-                        (("wait", "--for=condition=Established", "--timeout=60s",
-                          "crd/inferenceservices.batchpilot.dev"), None),
-                        (("create", "namespace", NAMESPACE), None)):
-        done = kubectl(control_plane, *args, stdin=stdin)
-        assert done.returncode == 0 or "AlreadyExists" in done.stderr, done.stderr
-    yield control_plane
+def api(control_plane: ControlPlane) -> Path:
+    """The API server's kubeconfig, with the CRD installed and NAMESPACE created."""
+    return install_crd(control_plane.kubeconfig, NAMESPACE)
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
-def test_the_api_server_accepts_the_example(api: ControlPlane, path: Path) -> None:
-    done = kubectl(api, "apply", "--dry-run=server", "-n", NAMESPACE, "-f", str(path))
+def test_the_api_server_accepts_the_example(api: Path, path: Path) -> None:
+    done = kubectl_run(api, "apply", "--dry-run=server", "-n", NAMESPACE, "-f", str(path))
     assert done.returncode == 0, f"{path.name}: {done.stderr}"
     kinds = [d["kind"] for d in yaml.safe_load_all(path.read_text()) if d]
     assert done.stdout.count("(server dry run)") == len(kinds), done.stdout
 
 
-def test_the_full_example_round_trips_unchanged(api: ControlPlane) -> None:
+def test_the_full_example_round_trips_unchanged(api: Path) -> None:
     """What full.yaml sets is stored as written: no field is pruned as unknown or rewritten."""
     full = ROOT / "examples" / "full.yaml"
-    done = kubectl(api, "apply", "--dry-run=server", "-n", NAMESPACE, "-f", str(full), "-o", "yaml")
+    done = kubectl_run(api, "apply", "--dry-run=server", "-n", NAMESPACE, "-f", str(full), "-o", "yaml")
     assert done.returncode == 0, done.stderr
     assert yaml.safe_load(done.stdout)["spec"] == yaml.safe_load(full.read_text())["spec"]
 
 
-def test_the_readme_kubectl_commands_work_on_the_minimal_example(api: ControlPlane) -> None:
+def test_the_readme_kubectl_commands_work_on_the_minimal_example(api: Path) -> None:
     """`kubectl get bpis` shows the documented columns; `kubectl scale` pins spec.replicas; removing it unpins."""
     minimal = ROOT / "examples" / "minimal.yaml"
     name = yaml.safe_load(minimal.read_text())["metadata"]["name"]
     ns = ("-n", NAMESPACE)
-    assert kubectl(api, "apply", *ns, "-f", str(minimal)).returncode == 0
+    assert kubectl_run(api, "apply", *ns, "-f", str(minimal)).returncode == 0
     try:
-        header = kubectl(api, "get", "bpis", *ns).stdout.splitlines()[0].split()
+        header = kubectl_run(api, "get", "bpis", *ns).stdout.splitlines()[0].split()
         assert header == ["NAME", "READY", "DESIRED", "LATENCY-MS", "SLO-MS", "DELAY-US", "STATUS", "AGE"]
-        done = kubectl(api, "scale", *ns, f"bpis/{name}", "--replicas=3")
+        done = kubectl_run(api, "scale", *ns, f"bpis/{name}", "--replicas=3")
         assert done.returncode == 0, done.stderr
-        spec = yaml.safe_load(kubectl(api, "get", "bpis", *ns, name, "-o", "yaml").stdout)["spec"]
+        spec = yaml.safe_load(kubectl_run(api, "get", "bpis", *ns, name, "-o", "yaml").stdout)["spec"]
         assert spec["replicas"] == 3
-        scale = kubectl(api, "get", f"bpis/{name}", *ns, "--subresource=scale", "-o", "jsonpath={.spec.replicas}")
+        scale = kubectl_run(api, "get", f"bpis/{name}", *ns, "--subresource=scale",
+                            "-o", "jsonpath={.spec.replicas}")
         assert scale.stdout == "3", scale.stderr
-        done = kubectl(api, "patch", "bpis", *ns, name, "--type=json",
-                       "-p", '[{"op": "remove", "path": "/spec/replicas"}]')
+        done = kubectl_run(api, "patch", "bpis", *ns, name, "--type=json",
+                           "-p", '[{"op": "remove", "path": "/spec/replicas"}]')
         assert done.returncode == 0, done.stderr
-        spec = yaml.safe_load(kubectl(api, "get", "bpis", *ns, name, "-o", "yaml").stdout)["spec"]
+        spec = yaml.safe_load(kubectl_run(api, "get", "bpis", *ns, name, "-o", "yaml").stdout)["spec"]
         assert "replicas" not in spec
     finally:
-        kubectl(api, "delete", "bpis", *ns, name, "--wait=false")
+        kubectl_run(api, "delete", "bpis", *ns, name, "--wait=false")

@@ -8,7 +8,6 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,8 +19,7 @@ from batchpilot.build.batching import queue_delay_us, with_queue_delay
 from batchpilot.sandbox.gpu_emulator import model_files
 from batchpilot.sandbox.gpu_emulator.profile_curve import ProfileCurve
 from batchpilot.sandbox.loadgen import run_load
-from batchpilot.sandbox.process import spawn, stop_process, tail
-from batchpilot.sandbox.triton_runtime import find_triton, prepare_backend_dir, server_argv, triton_env
+from support import emulator_triton
 
 ADDRESS = "127.0.0.201"  # the sandbox kubelet hands out 127.0.0.2 upward; keep clear of it
 TIME_SCALE = 10.0  # 10x slower than an H100, so timings stand well above Python's overheads
@@ -36,45 +34,10 @@ instance_group [{{ kind: KIND_CPU, count: 1 }}]
 @pytest.fixture(scope="module")
 def triton_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A tritonserver with the emulator loaded (explicit model control) on ADDRESS:8000."""
-    root = tmp_path_factory.mktemp("triton")
-    version_dir = root / "models" / "emulator" / "1"
-    version_dir.mkdir(parents=True)
-    for name, text in model_files("h100-resnet50-fp16", TIME_SCALE).items():
-        (version_dir / name).write_text(text)
-    (version_dir.parent / "config.pbtxt").write_text(CONFIG)
-    install = find_triton()
-    backends = prepare_backend_dir(root / "backends", install)
-    args = [
-        f"--model-repository={root / 'models'}",
-        "--model-control-mode=explicit",
-        "--load-model=emulator",
-        "--strict-readiness=true",
-        "--metrics-config=summary_latencies=true",
-    ]
-    log = root / "tritonserver.log"
-    proc = spawn(server_argv(install, backends, ADDRESS, args), log, env=triton_env(install=install))
-    url = f"http://{ADDRESS}:8000"
-    try:
-        _wait_ready(url, proc.pid, log, timeout_s=90)
+    with emulator_triton(tmp_path_factory.mktemp("triton"), ADDRESS, CONFIG, TIME_SCALE,
+                         ("--strict-readiness=true", "--metrics-config=summary_latencies=true")) as url:
         asyncio.run(_warm_up(url))
         yield url
-    finally:
-        stop_process(proc, grace_s=10)
-
-
-def _wait_ready(url: str, pid: int, log: Path, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not Path(f"/proc/{pid}").exists():
-            break
-        try:
-            with urllib.request.urlopen(f"{url}/v2/health/ready", timeout=1) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"tritonserver did not become ready at {url}; log tail:\n{tail(log, 40)}")
 
 
 async def _warm_up(url: str) -> None:
