@@ -8,8 +8,9 @@ BIN := $(VENV)/bin
 export BATCHPILOT_CACHE ?= $(HOME)/.cache/batchpilot
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: help deps k8s-bins prometheus tools crds crds-check lint test test-unit test-integration demo sandbox-up sandbox-down clean
+.PHONY: help deps k8s-bins prometheus tools crds crds-check lint test test-unit test-integration demo bench sandbox-up sandbox-down clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -38,7 +39,7 @@ crds-check: deps ## fail when crds/ differs from the API models
 	$(BIN)/batchpilot crds --check
 
 lint: deps ## ruff and mypy
-	$(BIN)/ruff check operator tests
+	$(BIN)/ruff check operator tests bench
 	$(BIN)/mypy
 
 test-unit: deps ## unit tests only (pure logic, no processes)
@@ -49,6 +50,9 @@ test: deps tools lint crds-check ## everything CI runs: lint, type check, CRD ch
 
 demo: deps tools ## run the sandbox, a sample InferenceService and a load step; writes out/demo/
 	$(BIN)/batchpilot demo
+
+bench: deps tools ## reconcile 100 InferenceServices in 5 namespaces: throughput, p50/p95, operator memory; writes out/bench/
+	$(BIN)/python -m bench.reconcile_scale --out out/bench $(BENCH_ARGS)
 
 sandbox-up: deps tools ## start the sandbox in the background (KUBECONFIG is printed)
 	$(BIN)/batchpilot sandbox up

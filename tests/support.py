@@ -15,9 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
-from batchpilot.api.crd import crd
+from batchpilot.sandbox import kubectl as sandbox_kubectl
 from batchpilot.sandbox.demo import Row, load_step
 from batchpilot.sandbox.gpu_emulator import model_files
 from batchpilot.sandbox.process import spawn, stop_process, tail
@@ -139,14 +137,11 @@ def kubectl_run(kubeconfig: str | os.PathLike[str], *args: str,
 
 
 def install_crd(kubeconfig: Path, namespace: str) -> Path:
-    """Apply the generated InferenceService CRD, wait until it is Established and create namespace (either
-    may already exist); returns kubeconfig."""
-    for args, stdin in ((("apply", "--server-side", "-f", "-"), yaml.safe_dump(crd())),
-                        (("wait", "--for=condition=Established", "--timeout=60s",
-                          "crd/inferenceservices.batchpilot.dev"), None),
-                        (("create", "namespace", namespace), None)):
-        done = kubectl_run(kubeconfig, *args, stdin=stdin)
-        assert done.returncode == 0 or "AlreadyExists" in done.stderr, done.stderr
+    """The generated InferenceService CRD, Established, and namespace (which may exist already); returns
+    kubeconfig."""
+    sandbox_kubectl.install_crd(kubeconfig)
+    done = kubectl_run(kubeconfig, "create", "namespace", namespace)
+    assert done.returncode == 0 or "AlreadyExists" in done.stderr, done.stderr
     return kubeconfig
 
 

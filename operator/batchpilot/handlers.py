@@ -11,7 +11,7 @@ import kopf
 from kubernetes.client.exceptions import ApiException
 
 from batchpilot import metrics
-from batchpilot.adapters.kube import Kube
+from batchpilot.adapters.kube import FIELD_MANAGER, Kube
 from batchpilot.adapters.pods import service_pods
 from batchpilot.adapters.prometheus import PrometheusReader
 from batchpilot.api.parse import SpecError, parse_spec
@@ -20,7 +20,7 @@ from batchpilot.build import status as render
 from batchpilot.build.names import ChildNames
 from batchpilot.build.pod_health import failure_event
 from batchpilot.control_loop import tick
-from batchpilot.reconcile import reconcile
+from batchpilot.reconcile import edited_by_others, reconcile
 from batchpilot.settings import OperatorSettings
 
 SETTINGS = OperatorSettings()
@@ -102,6 +102,8 @@ def repair_child(type: str | None, meta: kopf.Meta, namespace: str | None, memo:
     name = _owner(meta)
     if type is None or name is None or namespace is None:
         return  # the initial listing: resume has reconciled every service already
+    if type != "DELETED" and not edited_by_others(dict(meta), FIELD_MANAGER):
+        return  # our own apply, or a status update
     owner = memo.kube.inference_service(namespace, name)
     if owner is None:
         return  # the owner is going: garbage collection removes the children

@@ -22,6 +22,15 @@ def owned_by(manifest: Manifest, owner: dict[str, Any]) -> Manifest:
 POD_MONITOR_CRD = "podmonitors.monitoring.coreos.com"
 
 
+def edited_by_others(meta: dict[str, Any], field_manager: str) -> bool:
+    """Whether someone other than Batchpilot and Kubernetes' own controllers wrote a child since Batchpilot last
+    applied it (from managedFields): only then is a repair due; status updates and our own applies are not drift."""
+    entries = meta.get("managedFields") or []
+    ours = max((e.get("time") or "" for e in entries if e.get("manager") == field_manager), default="")
+    return any(e.get("manager") != field_manager and not str(e.get("manager", "")).startswith("kube-")
+               and e.get("subresource") != "status" and (e.get("time") or "") >= ours for e in entries)
+
+
 def desired_replicas(live: int | None, spec: InferenceServiceSpec) -> int:
     """Replicas are the control loop's: keep the live count (or the manual spec.replicas), clamped into the
     spec's bounds."""

@@ -11,7 +11,7 @@ from batchpilot.build import status
 from batchpilot.build.children import CONFIG_HASH_ANNOTATION, children, deployment
 from batchpilot.build.config_pbtxt import render_config_pbtxt
 from batchpilot.control.types import Decision, History, Observation
-from batchpilot.reconcile import desired_replicas, owned_by
+from batchpilot.reconcile import desired_replicas, edited_by_others, owned_by
 
 BASE = {"model": {"name": "resnet", "repository": {"configMap": "resnet-files"}}, "slo": {"latencyMs": 50}}
 
@@ -198,3 +198,16 @@ def test_api_errors_show_the_api_servers_message() -> None:
 ])
 def test_only_errors_about_the_object_are_final(code: int, message: str, permanent: bool) -> None:
     assert status.refused_for_good(code, message) is permanent
+
+
+def test_only_writes_by_others_since_our_apply_are_drift() -> None:
+    ours = {"manager": "batchpilot", "operation": "Apply", "time": "2026-11-23T10:00:00Z"}
+    status = {"manager": "kube-controller-manager", "operation": "Update", "subresource": "status",
+              "time": "2026-11-23T10:05:00Z"}
+    revision = {"manager": "kube-controller-manager", "operation": "Update", "time": "2026-11-23T10:05:00Z"}
+    edit = {"manager": "kubectl-edit", "operation": "Update", "time": "2026-11-23T10:06:00Z"}
+    old_edit = {**edit, "time": "2026-11-23T09:00:00Z"}
+    assert not edited_by_others({"managedFields": [ours, status, revision]}, "batchpilot")
+    assert edited_by_others({"managedFields": [ours, status, edit]}, "batchpilot")
+    assert not edited_by_others({"managedFields": [old_edit, ours]}, "batchpilot")  # already repaired
+    assert edited_by_others({"managedFields": [edit]}, "batchpilot")

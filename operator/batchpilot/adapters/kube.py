@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -38,12 +39,15 @@ class Kube:
         self.api = api or load_kube_config()
         self.apps = client.AppsV1Api(self.api)
         self._dynamic: DynamicClient | None = None
+        self._dynamic_lock = threading.Lock()
 
     @property
     def dynamic(self) -> DynamicClient:
-        if self._dynamic is None:
-            self._dynamic = DynamicClient(self.api)
-        return self._dynamic
+        # One client per process, built under a lock: concurrent handler threads would race on its discovery cache.
+        with self._dynamic_lock:
+            if self._dynamic is None:
+                self._dynamic = DynamicClient(self.api)
+            return self._dynamic
 
     def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply with Batchpilot's field manager; idempotent."""

@@ -17,10 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-import yaml
-
-from batchpilot.api.crd import crd
 from batchpilot.sandbox.controlplane import ControlPlane
+from batchpilot.sandbox.kubectl import KubectlError, install_crd, kubectl
 from batchpilot.sandbox.paths import default_workdir
 from batchpilot.sandbox.process import free_port, pid_alive, spawn, stop_pid, stop_process, tail
 from batchpilot.sandbox.prometheus import FAST_DISCOVERY, PrometheusServer, render_config
@@ -85,11 +83,10 @@ class Sandbox:
 
     def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
         """Run kubectl against the sandbox; raises with kubectl's own message when it fails."""
-        cmd = ["kubectl", f"--kubeconfig={self.kubeconfig}", *args]
-        done = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=120)
-        if check and done.returncode != 0:
-            raise SandboxError(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")
-        return done.stdout
+        try:
+            return kubectl(self.kubeconfig, *args, stdin=stdin, check=check, timeout_s=120)
+        except KubectlError as e:
+            raise SandboxError(str(e)) from None
 
     def __enter__(self) -> Sandbox:
         self.start()
@@ -121,9 +118,7 @@ class Sandbox:
             raise
 
     def install_crd(self) -> None:
-        self.kubectl("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump(crd()))
-        self.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                     f"crd/{crd()['metadata']['name']}")
+        install_crd(self.kubeconfig)
 
     def _python(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
