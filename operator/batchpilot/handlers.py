@@ -136,33 +136,19 @@ def control(body: kopf.Body, spec: kopf.Spec, name: str, namespace: str | None, 
         return
     obs, decision = result.observation, result.decision
     memo.history = decision.history
-    generation = int(meta.get("generation") or 0)
     previous = status.get("conditions")
-    desired = decision.replicas
     pods = service_pods(memo.kube.api, namespace, ChildNames(name).selector_string)
-    ready = render.ready_condition(previous, obs.ready_replicas, desired, generation, now, pods)
-    updates = [
-        ready,
-        render.condition(previous, "MetricsAvailable", result.metrics_error is None,
-                         "MetricsFresh" if result.metrics_error is None else "MetricsMissing",
-                         result.metrics_error or "fresh Triton samples in Prometheus", generation, now),
-        render.condition(previous, "Autoscaling", not parsed.paused, decision.reason, decision.message,
-                         generation, now),
-        render.slo_condition(previous, parsed, obs.latency_ms, generation, now),
-    ]
-    patch.status["conditions"] = render.merge_conditions(previous, updates)
-    failure = failure_event(previous, ready)
+    conditions = render.tick_conditions(previous, parsed, obs, decision, result.metrics_error, pods,
+                                        int(meta.get("generation") or 0), now)
+    patch.status["conditions"] = conditions
+    failure = failure_event(previous, render.find(conditions, "Ready"))
     if failure is not None:
         kopf.event(body, type="Warning", reason=failure[0], message=failure[1])
-    patch.status["replicas"] = desired
+    patch.status["replicas"] = decision.replicas
     patch.status["readyReplicas"] = obs.ready_replicas
     patch.status["observed"] = render.observed(obs, now)
-    metrics.desired_replicas.labels(*labels).set(desired)
-    metrics.ready_replicas.labels(*labels).set(obs.ready_replicas)
-    metrics.slo_latency_ms.labels(*labels).set(parsed.slo.latency_ms)
-    if obs.latency_ms is not None:
-        metrics.observed_latency_ms.labels(*labels).set(obs.latency_ms)
-    metrics.decisions.labels(*labels, decision.reason).inc()
+    metrics.record_tick(namespace, name, parsed.slo.latency_ms, decision.replicas, obs.ready_replicas,
+                        obs.latency_ms, decision.reason)
     if result.acted:
         patch.status["lastDecision"] = render.last_decision(obs, decision, now)
         kopf.event(body, type="Normal", reason=decision.reason, message=decision.message)

@@ -17,6 +17,18 @@ queue_delay_us = Gauge("batchpilot_queue_delay_microseconds", "Queue delay appli
 loop_seconds = Histogram("batchpilot_loop_duration_seconds", "Time of one control-loop tick.", LABELS)
 
 
+def record_tick(namespace: str, name: str, slo_ms: float, desired: int, ready: int, latency_ms: float | None,
+                reason: str) -> None:
+    """One control tick of one service."""
+    labels = (namespace, name)
+    desired_replicas.labels(*labels).set(desired)
+    ready_replicas.labels(*labels).set(ready)
+    slo_latency_ms.labels(*labels).set(slo_ms)
+    if latency_ms is not None:
+        observed_latency_ms.labels(*labels).set(latency_ms)
+    decisions.labels(*labels, reason).inc()
+
+
 def serve(port: int, address: str) -> None:
     if port:
         start_http_server(port, addr=address)

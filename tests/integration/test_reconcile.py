@@ -175,3 +175,11 @@ def test_a_child_the_api_server_refuses_becomes_a_warning_event(service: Sandbox
     assert "affinity" in message, message
     assert get(service, "deployment", "bad-affinity") is None
     service.kubectl("delete", "inferenceservice", "-n", NAMESPACE, "bad-affinity", check=False)
+
+
+def test_kubectl_explain_tells_what_a_field_does(service: Sandbox) -> None:
+    def explain(field: str) -> str:
+        return " ".join(service.kubectl("explain", f"inferenceservice.{field}").split())  # kubectl wraps lines
+
+    assert "fetched by an init container before Triton starts" in explain("spec.model.repository.storageUri")
+    assert "fallback: go to fallbackReplicas" in explain("spec.autoscaling.metricsOutage.policy")

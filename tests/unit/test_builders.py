@@ -211,3 +211,14 @@ def test_only_writes_by_others_since_our_apply_are_drift() -> None:
     assert edited_by_others({"managedFields": [ours, status, edit]}, "batchpilot")
     assert not edited_by_others({"managedFields": [old_edit, ours]}, "batchpilot")  # already repaired
     assert edited_by_others({"managedFields": [edit]}, "batchpilot")
+
+
+def test_a_tick_yields_all_four_conditions_at_the_generation() -> None:
+    obs = Observation(at=0, replicas=2, ready_replicas=0, latency_ms=250.0)
+    found = status.tick_conditions(None, spec(), obs, Decision(2, "MetricsUnavailable", "blind"), "no samples",
+                                   None, 7, 100.0)
+    assert [c["type"] for c in found] == ["Ready", "MetricsAvailable", "Autoscaling", "SLOMet"]
+    assert {c["observedGeneration"] for c in found} == {7}
+    assert status.find(found, "MetricsAvailable")["reason"] == "MetricsMissing"
+    assert status.find(found, "SLOMet")["status"] == "False"
+    assert status.find(found, "Ready")["status"] == "False"

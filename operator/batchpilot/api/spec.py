@@ -21,7 +21,6 @@ GPU_RESOURCE = "nvidia.com/gpu"
 # A Kubernetes-style name: also what a Triton model directory may be called. Restricting it here keeps
 # user strings out of PromQL and file paths.
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$"
-DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # https://host/path, s3://bucket/prefix or gs://bucket/prefix; no whitespace, quotes or shell metacharacters.
 STORAGE_URI_PATTERN = (r"^(https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%/+=,@:-]*)?"
                        r"|(s3|gs)://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9._~%/+=,@:-]*)?)$")

@@ -45,6 +45,25 @@ def ready_condition(previous: list[dict[str, Any]] | None, ready: int, desired: 
     return condition(previous, "Ready", health.ready, health.reason, health.message, generation, now)
 
 
+def tick_conditions(previous: list[dict[str, Any]] | None, spec: InferenceServiceSpec, obs: Observation,
+                    decision: Decision, metrics_error: str | None, pods: Sequence[PodHealth] | None,
+                    generation: int, now: float) -> list[dict[str, Any]]:
+    """The four conditions after a control tick (Ready, MetricsAvailable, Autoscaling, SLOMet), merged."""
+    fresh = metrics_error is None
+    return merge_conditions(previous, [
+        ready_condition(previous, obs.ready_replicas, decision.replicas, generation, now, pods),
+        condition(previous, "MetricsAvailable", fresh, "MetricsFresh" if fresh else "MetricsMissing",
+                  metrics_error or "fresh Triton samples in Prometheus", generation, now),
+        condition(previous, "Autoscaling", not spec.paused, decision.reason, decision.message, generation, now),
+        slo_condition(previous, spec, obs.latency_ms, generation, now),
+    ])
+
+
+def find(conditions: Sequence[dict[str, Any]], type_: str) -> dict[str, Any]:
+    """The condition of that type (tick_conditions always has all four)."""
+    return next(c for c in conditions if c["type"] == type_)
+
+
 def slo_condition(previous: list[dict[str, Any]] | None, spec: InferenceServiceSpec, latency_ms: float | None,
                   generation: int, now: float) -> dict[str, Any]:
     slo, p = spec.slo.latency_ms, spec.slo.percentile
