@@ -1,9 +1,11 @@
 """The replica planner: the fewest replicas whose predicted latency meets the SLO with margin.
 
 decide(spec, observation, history, now) -> Decision is pure: the operator, the tests and a simulator call it.
-Each tick it learns from the observation (compute time at the observed batch size, unexplained overhead),
-predicts the latency of every replica count at the observed arrival rate, and picks the cheapest that meets
-`slo.latencyMs * TARGET_FRACTION`. While the model knows nothing yet it falls back to the reactive rule.
+Each tick it learns from the observation (compute time per batch size, unexplained overhead), predicts the
+latency of every (replica count, queue delay) at the observed arrival rate, and picks the cheapest that meets
+`slo.latencyMs * TARGET_FRACTION`. When no count can, because requests wait for batches rather than for
+capacity, it says so (BatchingBound) instead of adding replicas. spec.replicas pins the count (ManualReplicas).
+While the model knows nothing yet it falls back to the reactive rule.
 """
 
 from __future__ import annotations
