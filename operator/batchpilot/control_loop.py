@@ -10,12 +10,13 @@ from batchpilot.adapters.prometheus import MetricsUnavailable, PrometheusReader
 from batchpilot.adapters.promql import ServiceQueries
 from batchpilot.adapters.triton import service_batch_stats
 from batchpilot.api.spec import InferenceServiceSpec
+from batchpilot.build.batching import Tuning
 from batchpilot.build.children import config_map
 from batchpilot.build.names import ChildNames
 from batchpilot.control.batch_stats import BatchCompute, Snapshot, since_last_tick
 from batchpilot.control.planner import decide
 from batchpilot.control.types import Decision, History, Observation
-from batchpilot.reconcile import owned_by, tuned_queue_delay
+from batchpilot.reconcile import owned_by, tuned
 from batchpilot.retune import Retune, retune
 from batchpilot.settings import OperatorSettings
 
@@ -49,7 +50,7 @@ def tick(
     batch_stats: the service's pod snapshots from the last tick, kept by the caller; updated in place.
     """
     namespace, name = owner["metadata"]["namespace"], owner["metadata"]["name"]
-    applied = tuned_queue_delay(owner.get("status") or {}, spec)
+    applied = tuned(owner.get("status") or {}, spec)
     deployment = kube.deployment(namespace, name)
     if deployment is None:
         return None
@@ -61,7 +62,9 @@ def tick(
     except MetricsUnavailable as e:
         error = str(e)
     observation = Observation(at=now, replicas=deployment.replicas, ready_replicas=deployment.ready_replicas,
-                              queue_delay_us=applied, window_s=settings.metrics_window_seconds,
+                              queue_delay_us=applied.queue_delay_us if applied else None,
+                              instance_count=applied.instance_count if applied else spec.batching.instance_count,
+                              window_s=settings.metrics_window_seconds,
                               batch_compute=_batch_compute(kube, namespace, name, spec.model.name, batch_stats))
     if metrics is not None:
         observation = replace(observation, latency_ms=metrics.latency_ms, arrival_rate=metrics.arrival_rate,
@@ -74,13 +77,14 @@ def tick(
         kube.scale(namespace, name, decision.replicas)
     result: Retune | None = None
     if decision.queue_delay_us is not None:
-        result = retune(kube, namespace, ChildNames(name).selector_string, spec.model.name, decision.queue_delay_us)
+        tuning = Tuning(decision.queue_delay_us, decision.instance_count or spec.batching.instance_count)
+        result = retune(kube, namespace, ChildNames(name).selector_string, spec.model.name, tuning)
         if result.changed or result.error is not None:
             # Reloaded pods count from zero, perhaps past the last snapshot already: start them afresh.
             batch_stats.clear()
-        if result.error is None and result.delay_us != applied:
+        if result.error is None and result.tuning != applied:
             # New pods start from the ConfigMap: keep it in step with what the running pods were given.
-            kube.apply(owned_by(config_map(name, namespace, spec, result.delay_us), owner))
+            kube.apply(owned_by(config_map(name, namespace, spec, result.tuning), owner))
     return Tick(observation, decision, error, acted, result)
 
 

@@ -154,10 +154,12 @@ def control(body: kopf.Body, spec: kopf.Spec, name: str, namespace: str | None, 
         kopf.event(body, type="Normal", reason=decision.reason, message=decision.message)
     retuned = result.retune
     if retuned is not None:
-        metrics.queue_delay_us.labels(*labels).set(retuned.delay_us if retuned.error is None else float("nan"))
-        if retuned.error is None:
-            patch.status["batching"] = render.applied_batching(retuned.delay_us, retuned.pods)
-        if retuned.error is not None or retuned.changed:
-            kind, reason, message = render.retune_event(retuned.delay_us, retuned.pods, retuned.changed,
-                                                        retuned.error)
+        failed = retuned.error is not None
+        metrics.queue_delay_us.labels(*labels).set(float("nan") if failed else retuned.tuning.queue_delay_us)
+        metrics.instance_count.labels(*labels).set(float("nan") if failed else retuned.tuning.instance_count)
+        if not failed:
+            patch.status["batching"] = render.applied_batching(retuned.tuning, retuned.pods)
+        if failed or retuned.changed:
+            kind, reason, message = render.retune_event(retuned.tuning, retuned.pods, retuned.changed,
+                                                        retuned.error, decision.reason)
             kopf.event(body, type=kind, reason=reason, message=message)

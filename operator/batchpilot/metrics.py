@@ -14,6 +14,8 @@ decisions = Counter("batchpilot_decisions_total", "Control-loop decisions by rea
 loop_errors = Counter("batchpilot_loop_errors_total", "Control-loop ticks that failed.", LABELS)
 queue_delay_us = Gauge("batchpilot_queue_delay_microseconds", "Queue delay applied to the pods (auto mode).",
                        LABELS)
+instance_count = Gauge("batchpilot_instance_count", "Model instances per pod applied to the pods (auto mode).",
+                       LABELS)
 loop_seconds = Histogram("batchpilot_loop_duration_seconds", "Time of one control-loop tick.", LABELS)
 
 

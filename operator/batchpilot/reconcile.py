@@ -6,6 +6,7 @@ from typing import Any
 
 from batchpilot.adapters.kube import Kube
 from batchpilot.api.spec import InferenceServiceSpec
+from batchpilot.build.batching import Tuning
 from batchpilot.build.children import Manifest, children
 
 
@@ -39,13 +40,18 @@ def desired_replicas(live: int | None, spec: InferenceServiceSpec) -> int:
     return max(bounds.min_replicas, min(bounds.max_replicas, start))
 
 
-def tuned_queue_delay(status: dict[str, Any], spec: InferenceServiceSpec) -> int | None:
-    """The queue delay the control loop applied (status.batching), while auto mode and the bounds allow it."""
+def tuned(status: dict[str, Any], spec: InferenceServiceSpec) -> Tuning | None:
+    """What the control loop applied (status.batching), kept within what auto mode and the spec's bounds allow."""
     batching = spec.batching
-    applied = (status.get("batching") or {}).get("maxQueueDelayMicroseconds")
-    if batching.mode != "auto" or applied is None:
+    applied = status.get("batching") or {}
+    delay = applied.get("maxQueueDelayMicroseconds")
+    if batching.mode != "auto" or delay is None:
         return None
-    return min(batching.max_queue_delay_microseconds, max(batching.min_queue_delay_microseconds, int(applied)))
+    instances = int(applied.get("instanceCount") or batching.instance_count)
+    if batching.max_instance_count is None or not 1 <= instances <= batching.max_instance_count:
+        instances = batching.instance_count
+    delay = min(batching.max_queue_delay_microseconds, max(batching.min_queue_delay_microseconds, int(delay)))
+    return Tuning(delay, instances)
 
 
 def reconcile(kube: Kube, owner: dict[str, Any], spec: InferenceServiceSpec, fetcher_image: str) -> int:
@@ -53,8 +59,8 @@ def reconcile(kube: Kube, owner: dict[str, Any], spec: InferenceServiceSpec, fet
     name, namespace = owner["metadata"]["name"], owner["metadata"]["namespace"]
     live = kube.deployment(namespace, name)
     replicas = desired_replicas(live.replicas if live else None, spec)
-    delay = tuned_queue_delay(owner.get("status") or {}, spec)
-    for manifest in children(name, namespace, spec, replicas, delay, fetcher_image=fetcher_image,
+    for manifest in children(name, namespace, spec, replicas, tuned(owner.get("status") or {}, spec),
+                             fetcher_image=fetcher_image,
                              pod_monitor_crd=kube.has_crd(POD_MONITOR_CRD)):
         kube.apply(owned_by(manifest, owner))
     return replicas

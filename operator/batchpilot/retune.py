@@ -1,8 +1,8 @@
-"""Push a queue delay to every ready pod of a service through Triton's repository API.
+"""Push a tuning (queue delay, instance count) to every ready pod of a service through Triton's repository API.
 
-One pod at a time: read its live config, load it with the new delay, read it back. A pod that fails (or reads
+One pod at a time: read its live config, load it with the new tuning, read it back. A pod that fails (or reads
 back something else) stops the pass and every pod changed in it is loaded back with its previous config, so a
-service never runs a half-applied retune. Pods already at the delay are left alone, so a pass is idempotent.
+service never runs a half-applied retune. Pods already tuned so are left alone, so a pass is idempotent.
 """
 
 from __future__ import annotations
@@ -14,22 +14,22 @@ from typing import Any
 
 from batchpilot.adapters.kube import Kube
 from batchpilot.adapters.triton import TritonAdmin, TritonError
-from batchpilot.build.batching import queue_delay_us, with_queue_delay
+from batchpilot.build.batching import Tuning, tuning_of, with_tuning
 
 
 @dataclass(frozen=True)
 class Retune:
-    delay_us: int
-    """The delay the pass applied (or tried to)."""
+    tuning: Tuning
+    """What the pass applied (or tried to)."""
     pods: int
     """Ready pods checked."""
     changed: int
     """Pods reloaded with the delay."""
     error: str | None = None
-    """Why the pass failed and was rolled back; None when every ready pod runs delay_us."""
+    """Why the pass failed and was rolled back; None when every ready pod runs the tuning."""
 
 
-def retune(kube: Kube, namespace: str, selector: str, model: str, delay_us: int,
+def retune(kube: Kube, namespace: str, selector: str, model: str, tuning: Tuning,
            admin: Callable[[str], TritonAdmin] = TritonAdmin) -> Retune:
     ips = kube.ready_pod_ips(namespace, selector)
     done: list[tuple[TritonAdmin, dict[str, Any]]] = []
@@ -37,16 +37,17 @@ def retune(kube: Kube, namespace: str, selector: str, model: str, delay_us: int,
         triton = admin(ip)
         try:
             live = triton.config(model)
-            if queue_delay_us(live) == delay_us:
+            if tuning_of(live) == tuning:
                 continue
-            triton.load(model, with_queue_delay(live, delay_us))
+            triton.load(model, with_tuning(live, tuning))
             done.append((triton, live))
-            seen = queue_delay_us(triton.config(model))
-            if seen != delay_us:
-                raise TritonError(f"pod {ip} reads back max_queue_delay_microseconds {seen}, not {delay_us}")
+            seen = tuning_of(triton.config(model))
+            if seen != tuning:
+                raise TritonError(f"pod {ip} reads back {seen.describe() if seen else 'no dynamic batching'}, "
+                                  f"not {tuning.describe()}")
         except (TritonError, ValueError) as e:
             for pod, previous in reversed(done):
                 with contextlib.suppress(TritonError):
                     pod.load(model, previous)
-            return Retune(delay_us, len(ips), 0, f"{e}; rolled back {len(done)} pod(s)")
-    return Retune(delay_us, len(ips), len(done))
+            return Retune(tuning, len(ips), 0, f"{e}; rolled back {len(done)} pod(s)")
+    return Retune(tuning, len(ips), len(done))

@@ -124,6 +124,8 @@ CASES = [
     ("preferred batch size zero", "spec.batching", {"preferredBatchSizes": [0, 8]},
      "spec.batching.preferredBatchSizes"),
     ("instanceCount zero", "spec.batching", {"instanceCount": 0}, "spec.batching.instanceCount"),
+    ("instanceCount above maxInstanceCount (CEL)", "spec.batching", {"instanceCount": 3, "maxInstanceCount": 2},
+     "instanceCount must be <= maxInstanceCount"),
     ("paused not a boolean", "spec.paused", "yes", "spec.paused"),
     ("unknown top-level spec field", "spec.replica", 3, "replica"),
 ]

@@ -20,7 +20,7 @@ import pytest
 from batchpilot.adapters.prometheus import ServiceMetrics
 from batchpilot.adapters.triton import STATS_TIMEOUT_S, TritonAdmin, batch_stats
 from batchpilot.api.spec import InferenceServiceSpec
-from batchpilot.build.batching import with_queue_delay
+from batchpilot.build.batching import Tuning, with_tuning
 from batchpilot.control.batch_stats import MIN_EXECUTIONS
 from batchpilot.control.types import History
 from batchpilot.control_loop import PodSnapshots, Tick, tick
@@ -179,7 +179,7 @@ def test_a_reload_restarts_the_counts_and_silent_pods_are_skipped(triton: str) -
     loop.tick()
     send((1, 3))
     admin = TritonAdmin(ADDRESS)
-    admin.load("emulator", with_queue_delay(admin.config("emulator"), 2000))  # what a live retune does
+    admin.load("emulator", with_tuning(admin.config("emulator"), Tuning(2000, 1)))  # what a live retune does
     send((8, 5))
     assert [(b, n) for b, _, n in loop.tick().observation.batch_compute] == [(8, 5)]  # since the reload only
 

@@ -15,7 +15,7 @@ import tritonclient.http.aio as triton_aio
 from tritonclient.http import InferInput
 
 from batchpilot.adapters.triton import TritonAdmin
-from batchpilot.build.batching import queue_delay_us, with_queue_delay
+from batchpilot.build.batching import Tuning, tuning_of, with_tuning
 from batchpilot.sandbox.gpu_emulator import model_files
 from batchpilot.sandbox.gpu_emulator.profile_curve import ProfileCurve
 from batchpilot.sandbox.loadgen import run_load
@@ -145,27 +145,27 @@ def test_concurrent_requests_are_batched(triton_url: str) -> None:
 
 
 def test_live_retune_under_load_fails_no_request(triton_url: str) -> None:
-    """Reloading the model with a new queue delay (repository API, config override) while 60 requests/s
-    arrive: every request is answered, and Triton runs exactly the config it was given."""
+    """Reloading the model with a new queue delay and instance count (repository API, config override) while
+    60 requests/s arrive: every request is answered, and Triton runs exactly the config it was given."""
     admin = TritonAdmin(ADDRESS)
     original = admin.config("emulator")
-    delays = [500, 20000, 1000, 10000, 5000]
-    applied: list[tuple[int, float]] = []
+    tunings = [Tuning(500, 1), Tuning(20000, 2), Tuning(1000, 1), Tuning(10000, 3), Tuning(5000, 1)]
+    applied: list[tuple[Tuning | None, float]] = []
 
     def retune_every_4s() -> None:
-        for delay in delays:
+        for tuning in tunings:
             time.sleep(4)
             start = time.monotonic()
-            admin.load("emulator", with_queue_delay(admin.config("emulator"), delay))
-            applied.append((queue_delay_us(admin.config("emulator")) or -1, time.monotonic() - start))
+            admin.load("emulator", with_tuning(admin.config("emulator"), tuning))
+            applied.append((tuning_of(admin.config("emulator")), time.monotonic() - start))
 
     tuner = threading.Thread(target=retune_every_4s)
     tuner.start()
     report = asyncio.run(run_load([f"{ADDRESS}:8000"], "emulator", [(24.0, 60.0)], interval_s=24.0))
     tuner.join(60)
     admin.load("emulator", original)
-    print(f"{report.total.line()}; retunes (delay us, seconds): {applied}")
+    print(f"{report.total.line()}; retunes (tuning, seconds): {applied}")
 
-    assert [delay for delay, _ in applied] == delays
+    assert [tuning for tuning, _ in applied] == tunings
     assert report.total.ok > 1000
     assert report.total.error_count == 0, report.total.errors

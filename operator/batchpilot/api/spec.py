@@ -260,7 +260,9 @@ class BatchingSpec(ApiModel):
     """Triton dynamic batching: tuned live by Batchpilot (auto), as given (fixed), or none (off)."""
 
     model_config = cel("self.minQueueDelayMicroseconds <= self.maxQueueDelayMicroseconds",
-                       "minQueueDelayMicroseconds must be <= maxQueueDelayMicroseconds")
+                       "minQueueDelayMicroseconds must be <= maxQueueDelayMicroseconds",
+                       "!has(self.maxInstanceCount) || self.instanceCount <= self.maxInstanceCount",
+                       "instanceCount must be <= maxInstanceCount")
 
     mode: Literal["auto", "fixed", "off"] = "auto"
     """auto: Batchpilot picks the queue delay within [minQueueDelayMicroseconds, maxQueueDelayMicroseconds] and
@@ -273,7 +275,11 @@ class BatchingSpec(ApiModel):
     preferred_batch_sizes: Annotated[list[Annotated[int, Field(ge=1, le=4096)]], Field(max_length=16)] | None = None
     """Batch sizes Triton prefers to form (optional)."""
     instance_count: Annotated[int, Field(ge=1, le=16)] = 1
-    """Model instances per GPU (per pod when it takes no GPU)."""
+    """Model instances per pod (Triton's instance_group count): batches one pod runs at once (fixed and off:
+    the count; auto: the count new pods start with)."""
+    max_instance_count: Annotated[int, Field(ge=1, le=16)] | None = None
+    """auto: the most instances per pod Batchpilot may run. Before adding a replica it tries one instance more
+    and keeps it only if Triton's measured compute times show the pod serving more. Unset: instanceCount."""
 
     @model_validator(mode="after")
     def _ordered(self) -> BatchingSpec:
@@ -281,6 +287,9 @@ class BatchingSpec(ApiModel):
             raise ValueError(
                 f"spec.batching: minQueueDelayMicroseconds ({self.min_queue_delay_microseconds}) must be <= "
                 f"maxQueueDelayMicroseconds ({self.max_queue_delay_microseconds})")
+        if self.max_instance_count is not None and self.instance_count > self.max_instance_count:
+            raise ValueError(f"spec.batching: instanceCount ({self.instance_count}) must be <= maxInstanceCount "
+                             f"({self.max_instance_count})")
         return self
 
 

@@ -59,6 +59,8 @@ class AppliedBatching(ApiModel):
 
     max_queue_delay_microseconds: int
     """Queue delay every ready pod runs; also written to the config ConfigMap so new pods start with it."""
+    instance_count: int | None = None
+    """Model instances every ready pod runs; also written to the config ConfigMap."""
     pods: int
     """Ready pods checked in the last pass."""
 

@@ -3,7 +3,21 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """What the control loop tunes on running pods (auto mode) and keeps in the ConfigMap for new ones."""
+
+    queue_delay_us: int
+    """The dynamic batcher's max_queue_delay_microseconds."""
+    instance_count: int
+    """Model instances per pod (the count of every instance_group)."""
+
+    def describe(self) -> str:
+        return f"queue delay {self.queue_delay_us} us, {self.instance_count} instance(s) per pod"
 
 
 def queue_delay_us(config: dict[str, Any]) -> int | None:
@@ -14,10 +28,31 @@ def queue_delay_us(config: dict[str, Any]) -> int | None:
     return int(batcher.get("max_queue_delay_microseconds", 0))
 
 
-def with_queue_delay(config: dict[str, Any], delay_us: int) -> dict[str, Any]:
-    """A copy of config whose dynamic batcher waits at most delay_us; refuses a model without one."""
+def instance_count(config: dict[str, Any]) -> int:
+    """Model instances the configuration runs: the counts of its instance groups (1 when it names none)."""
+    groups = config.get("instance_group") or []
+    return sum(int(g.get("count", 1)) for g in groups) if groups else 1
+
+
+def tuning_of(config: dict[str, Any]) -> Tuning | None:
+    """The tuning a live configuration runs; None when the model does not batch dynamically."""
+    delay = queue_delay_us(config)
+    return None if delay is None else Tuning(delay, instance_count(config))
+
+
+def with_tuning(config: dict[str, Any], tuning: Tuning) -> dict[str, Any]:
+    """A copy of config with the tuning's delay and instance count; refuses a model without dynamic batching or
+    with more than one instance group (whose split of the count is the user's)."""
     if config.get("dynamic_batching") is None:
         raise ValueError(f"model {config.get('name')!r} has no dynamic_batching to retune")
+    groups = config.get("instance_group") or []
+    if len(groups) > 1 and tuning.instance_count != instance_count(config):
+        raise ValueError(f"model {config.get('name')!r} has {len(groups)} instance groups: set "
+                         f"spec.batching.instanceCount only for a model with one")
     out = copy.deepcopy(config)
-    out["dynamic_batching"]["max_queue_delay_microseconds"] = str(delay_us)  # int64 fields are strings in JSON
+    out["dynamic_batching"]["max_queue_delay_microseconds"] = str(tuning.queue_delay_us)  # int64: a JSON string
+    if len(groups) == 1:
+        out["instance_group"][0]["count"] = tuning.instance_count
+    elif not groups:
+        out["instance_group"] = [{"count": tuning.instance_count}]
     return out

@@ -6,6 +6,7 @@ import hashlib
 from typing import Any
 
 from batchpilot.api.spec import GPU_RESOURCE, InferenceServiceSpec
+from batchpilot.build.batching import Tuning
 from batchpilot.build.config_pbtxt import render_config_pbtxt
 from batchpilot.build.names import (
     FETCH_CONTAINER,
@@ -27,14 +28,14 @@ def _meta(name: str, namespace: str, names: ChildNames) -> dict[str, Any]:
     return {"name": name, "namespace": namespace, "labels": names.labels}
 
 
-def config_map(name: str, namespace: str, spec: InferenceServiceSpec, queue_delay_us: int | None = None) -> Manifest:
-    """The model's config.pbtxt; with the tuned queue delay when there is one, so new pods start tuned."""
+def config_map(name: str, namespace: str, spec: InferenceServiceSpec, tuning: Tuning | None = None) -> Manifest:
+    """The model's config.pbtxt; with the loop's tuning when there is one, so new pods start tuned."""
     names = ChildNames(name)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": _meta(names.config_map, namespace, names),
-        "data": {"config.pbtxt": render_config_pbtxt(spec.model, spec.batching, queue_delay_us)},
+        "data": {"config.pbtxt": render_config_pbtxt(spec.model, spec.batching, tuning)},
     }
 
 
@@ -226,10 +227,10 @@ def deployment(name: str, namespace: str, spec: InferenceServiceSpec, replicas: 
 
 
 def children(name: str, namespace: str, spec: InferenceServiceSpec, replicas: int,
-             queue_delay_us: int | None = None, *, fetcher_image: str = DEFAULT_FETCHER_IMAGE,
+             tuning: Tuning | None = None, *, fetcher_image: str = DEFAULT_FETCHER_IMAGE,
              pod_monitor_crd: bool = False) -> list[Manifest]:
     """Everything an InferenceService owns, in apply order (config before the pods that mount it)."""
-    out = [config_map(name, namespace, spec, queue_delay_us), service(name, namespace),
+    out = [config_map(name, namespace, spec, tuning), service(name, namespace),
            pod_disruption_budget(name, namespace), deployment(name, namespace, spec, replicas, fetcher_image)]
     if pod_monitor_crd:
         out.append(pod_monitor(name, namespace))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from batchpilot.api.spec import BatchingSpec, ModelSpec, TensorSpec
+from batchpilot.build.batching import Tuning
 
 
 def _tensors(kind: str, tensors: list[TensorSpec] | None) -> list[str]:
@@ -13,9 +14,10 @@ def _tensors(kind: str, tensors: list[TensorSpec] | None) -> list[str]:
     return [f"{kind} [", ",\n".join(entries), "]"]
 
 
-def render_config_pbtxt(model: ModelSpec, batching: BatchingSpec, queue_delay_us: int | None = None) -> str:
-    """config.pbtxt; queue_delay_us, when given, is the delay the control loop tuned (auto mode)."""
-    delay = batching.max_queue_delay_microseconds if queue_delay_us is None else queue_delay_us
+def render_config_pbtxt(model: ModelSpec, batching: BatchingSpec, tuning: Tuning | None = None) -> str:
+    """config.pbtxt; tuning, when given, is what the control loop tuned (auto mode)."""
+    delay = batching.max_queue_delay_microseconds if tuning is None else tuning.queue_delay_us
+    instances = batching.instance_count if tuning is None else tuning.instance_count
     lines = [f'name: "{model.name}"']
     if model.backend is not None:
         lines.append(f'backend: "{model.backend}"')
@@ -31,5 +33,5 @@ def render_config_pbtxt(model: ModelSpec, batching: BatchingSpec, queue_delay_us
             lines.append(f"  preferred_batch_size: [ {sizes} ]")
         lines.append("}")
     # No `kind`: Triton picks GPU where there is one, CPU otherwise (the sandbox).
-    lines.append(f"instance_group [ {{ count: {batching.instance_count} }} ]")
+    lines.append(f"instance_group [ {{ count: {instances} }} ]")
     return "\n".join(lines) + "\n"

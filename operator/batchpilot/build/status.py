@@ -9,6 +9,7 @@ from typing import Any
 
 from batchpilot.api.spec import InferenceServiceSpec
 from batchpilot.api.status import AppliedBatching, LastDecision, ObservedMetrics, ReplicaChange
+from batchpilot.build.batching import Tuning
 from batchpilot.build.pod_health import PodHealth, assess
 from batchpilot.control.types import Decision, History, Observation
 
@@ -126,13 +127,15 @@ def resumed_history(status: dict[str, Any]) -> History:
     return History(last_scale_at=when)
 
 
-def applied_batching(delay_us: int, pods: int) -> dict[str, Any]:
+def applied_batching(tuning: Tuning, pods: int) -> dict[str, Any]:
     """status.batching after a successful retune pass."""
-    return AppliedBatching(max_queue_delay_microseconds=delay_us, pods=pods).to_wire()
+    return AppliedBatching(max_queue_delay_microseconds=tuning.queue_delay_us, instance_count=tuning.instance_count,
+                           pods=pods).to_wire()
 
 
-def retune_event(delay_us: int, pods: int, changed: int, error: str | None) -> tuple[str, str, str]:
-    """(type, reason, message) of the Event for a retune pass that changed pods or failed."""
+def retune_event(tuning: Tuning, pods: int, changed: int, error: str | None, why: str) -> tuple[str, str, str]:
+    """(type, reason, message) of the Event for a retune pass that changed pods or failed; `why` is the
+    decision's reason."""
     if error is not None:
-        return "Warning", "RetuneFailed", f"queue delay {delay_us} us not applied: {error}"
-    return "Normal", "Retuned", f"queue delay {delay_us} us applied to {changed} of {pods} pod(s)"
+        return "Warning", "RetuneFailed", f"{tuning.describe()} not applied: {error}"
+    return "Normal", "Retuned", f"{tuning.describe()} applied to {changed} of {pods} pod(s) ({why})"

@@ -4,6 +4,12 @@ Pure. The curve is seeded by an offline profile when the spec gives one and lear
 reports (average batch size, compute time per batch). Where nothing was measured the model is conservative:
 past the largest batch size seen, compute time grows linearly with the batch (no batching gain assumed), so
 an unknown curve over-provisions rather than breaking the SLO.
+
+Model instances per pod (Triton's instance_group count) run batches concurrently on the pod's one GPU. Their
+gain is measured, never assumed: each instance count has its own curve, learned while the pods run that count
+(Triton's compute time of a batch includes the contention of the other instances). A count with no curve of
+its own borrows the nearest smaller count's curve as if the GPU were saturated (k instances each k/k' times
+slower than k': no gain), or the nearest larger count's as it is (no relief from less contention).
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ class Candidate:
     max_queue_delay_us: int
     preferred_batch_sizes: tuple[int, ...] = ()
     """Triton dispatches as soon as one of these can be formed, without waiting out the delay."""
+    instance_count: int = 1
+    """Model instances per pod: batches that run at once on one replica."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,9 @@ class CapacityModel:
     """(batch size bucket, compute ms) learned online, sorted by batch size."""
     overhead_ms: float = 0.0
     """Latency the curve does not explain (HTTP, framework, scheduling), learned online; >= 0."""
+    learned_instances: tuple[tuple[int, float, float], ...] = ()
+    """(instance count >= 2, batch size bucket, compute ms) learned while the pods ran that many instances;
+    seed and learned are the curve of one instance."""
 
     @classmethod
     def from_profile(cls, points: Iterable[tuple[float, float]]) -> CapacityModel:
@@ -56,70 +67,89 @@ class CapacityModel:
 
     @property
     def known(self) -> bool:
-        return bool(self.seed or self.learned)
+        return bool(self.seed or self.learned or self.learned_instances)
 
-    def _points(self) -> list[tuple[float, float]]:
-        """Learned points override seed points of the same bucket."""
-        merged = {_bucket(b): ms for b, ms in self.seed}
-        merged.update(dict(self.learned))
-        return sorted(merged.items())
+    def measured_instances(self) -> set[int]:
+        """Instance counts with a curve of their own (1: the seeded or learned curve)."""
+        return {k for k, _, _ in self.learned_instances} | ({1} if self.seed or self.learned else set())
 
-    def compute_ms(self, batch_size: float) -> float:
-        """Compute time of one batch: interpolated between points, conservative beyond them."""
-        points = self._points()
-        if not points:
-            raise ValueError("capacity model has no points: observe some traffic or give a profile")
-        xs = [b for b, _ in points]
-        ys = [ms for _, ms in points]
-        if batch_size <= xs[0]:
-            return ys[0]
-        if batch_size >= xs[-1]:
-            return ys[-1] * batch_size / xs[-1]  # past the largest measured batch: no batching gain assumed
-        i = next(k for k in range(len(xs) - 1) if xs[k] <= batch_size <= xs[k + 1])
-        return ys[i] + (ys[i + 1] - ys[i]) * (batch_size - xs[i]) / (xs[i + 1] - xs[i])
+    def _points(self, instances: int = 1) -> tuple[list[tuple[float, float]], float]:
+        """The curve for an instance count, and the factor its compute times are scaled by (see the module).
 
-    def capacity_per_replica(self, max_batch_size: int) -> float:
+        Learned points override seed points of the same bucket.
+        """
+        measured = self.measured_instances()
+        if not measured:
+            return [], 1.0
+        below = [k for k in measured if k <= instances]
+        source = max(below) if below else min(measured)
+        factor = instances / source if below else 1.0
+        if source == 1:
+            merged = {_bucket(b): ms for b, ms in self.seed}
+            merged.update(dict(self.learned))
+        else:
+            merged = {b: ms for k, b, ms in self.learned_instances if k == source}
+        return sorted(merged.items()), factor
+
+    def compute_ms(self, batch_size: float, instances: int = 1) -> float:
+        """Compute time of one batch while `instances` run per pod: interpolated between points,
+        conservative beyond them."""
+        points, factor = self._points(instances)
+        return factor * _interpolate(points, batch_size)
+
+    def capacity_per_replica(self, max_batch_size: int, instances: int = 1) -> float:
         """Requests/s one replica serves at best, over batch sizes 1..max_batch_size."""
         largest = float(max(1, max_batch_size))
+        points, _ = self._points(instances)
         # b / compute_ms(b) is monotone between points, so its best is at a point or at an end.
-        sizes = {1.0, largest, *(b for b, _ in self._points() if 1.0 <= b <= largest)}
-        return max(b / self.compute_ms(b) * 1000.0 for b in sizes)
+        sizes = {1.0, largest, *(b for b, _ in points if 1.0 <= b <= largest)}
+        return max(instances * b / self.compute_ms(b, instances) * 1000.0 for b in sizes)
 
     def predict(self, arrival_rate: float, candidate: Candidate, percentile: int) -> Prediction:
-        """Latency at the percentile of one replica of the candidate, under Poisson arrivals."""
+        """Latency at the percentile of one replica of the candidate, under Poisson arrivals.
+
+        A replica with k instances is k servers fed by one batcher: each forms batches of what arrived during
+        its own batch in progress, and an arrival waits for the first of them to free up.
+        """
         replicas = max(1, candidate.replicas)
+        k = max(1, candidate.instance_count)
         rate = max(0.0, arrival_rate) / replicas
         largest = max(1, candidate.max_batch_size)
-        utilization = rate / self.capacity_per_replica(largest)
+        utilization = rate / self.capacity_per_replica(largest, k)
         if utilization >= 1.0:
             return Prediction(math.inf, utilization, float(largest))
         # Steady state: the next batch holds what arrived during the current one.
         batch = 1.0
         for _ in range(30):
-            batch = min(float(largest), max(1.0, rate * self.compute_ms(batch) / 1000.0))
-        service_s = self.compute_ms(batch) / 1000.0
+            batch = min(float(largest), max(1.0, rate * self.compute_ms(batch, k) / 1000.0 / k))
+        service_s = self.compute_ms(batch, k) / 1000.0
         q = percentile / 100.0
-        busy = min(1.0, rate * service_s / batch)
-        # An arrival finding the replica busy waits for the batch in progress (uniform over its duration).
-        residual_s = service_s * q if busy > 1.0 - q else service_s * busy
+        busy = min(1.0, rate * service_s / batch / k)
+        # An arrival finding every instance busy waits for the first batch in progress to end.
+        residual_s = service_s * q / k if busy > 1.0 - q else service_s * busy / k
         # Triton holds a batch short of the largest (or of the smallest preferred size) until its oldest request
         # has waited the queue delay; what arrived during the batch in progress already counts toward filling it.
         fill_s = 0.0
         target = min((p for p in candidate.preferred_batch_sizes if 1 <= p <= largest), default=largest)
         if target > 1 and rate > 0:
-            fill_s = max(0.0, min(candidate.max_queue_delay_us / 1e6, (target - 1) / rate) - busy * service_s)
+            fill_s = max(0.0, min(candidate.max_queue_delay_us / 1e6, (target - 1) / rate) - busy * service_s / k)
         # Queueing beyond the next batch: heavy-traffic bulk-service approximation, exponential tail.
-        queue_s = -math.log(1.0 - q) * service_s / (2.0 * largest) * utilization / (1.0 - utilization)
+        queue_s = -math.log(1.0 - q) * service_s / (2.0 * largest * k) * utilization / (1.0 - utilization)
         latency_ms = (fill_s + residual_s + service_s + queue_s) * 1000.0 + self.overhead_ms
         return Prediction(latency_ms, utilization, batch)
 
-    def learn(self, batch_size: float, compute_ms: float) -> CapacityModel:
-        """The model with one more measurement of the compute time of a batch of about batch_size."""
+    def learn(self, batch_size: float, compute_ms: float, instances: int = 1) -> CapacityModel:
+        """The model with one more measurement of the compute time of a batch of about batch_size, taken while
+        the pods ran `instances` model instances."""
         if not (batch_size >= 1.0 and compute_ms > 0.0 and math.isfinite(compute_ms)):
             return self
         key = _bucket(batch_size)
+        if instances > 1:
+            per_count = {(k, b): ms for k, b, ms in self.learned_instances}
+            per_count[(instances, key)] = _average(per_count.get((instances, key)), compute_ms)
+            return replace(self, learned_instances=tuple(sorted((k, b, ms) for (k, b), ms in per_count.items())))
         table = dict(self.learned)
-        table[key] = compute_ms if key not in table else (1 - LEARN_WEIGHT) * table[key] + LEARN_WEIGHT * compute_ms
+        table[key] = _average(table.get(key), compute_ms)
         return replace(self, learned=tuple(sorted(table.items())))
 
     def calibrate(self, observed_ms: float, predicted_without_overhead_ms: float) -> CapacityModel:
@@ -127,6 +157,23 @@ class CapacityModel:
         residual = max(0.0, observed_ms - predicted_without_overhead_ms)
         overhead = (1 - OVERHEAD_WEIGHT) * self.overhead_ms + OVERHEAD_WEIGHT * residual
         return replace(self, overhead_ms=overhead)
+
+
+def _average(old: float | None, new: float) -> float:
+    return new if old is None else (1 - LEARN_WEIGHT) * old + LEARN_WEIGHT * new
+
+
+def _interpolate(points: list[tuple[float, float]], batch_size: float) -> float:
+    if not points:
+        raise ValueError("capacity model has no points: observe some traffic or give a profile")
+    xs = [b for b, _ in points]
+    ys = [ms for _, ms in points]
+    if batch_size <= xs[0]:
+        return ys[0]
+    if batch_size >= xs[-1]:
+        return ys[-1] * batch_size / xs[-1]  # past the largest measured batch: no batching gain assumed
+    i = next(k for k in range(len(xs) - 1) if xs[k] <= batch_size <= xs[k + 1])
+    return ys[i] + (ys[i + 1] - ys[i]) * (batch_size - xs[i]) / (xs[i + 1] - xs[i])
 
 
 def _bucket(batch_size: float) -> float:

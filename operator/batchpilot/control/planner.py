@@ -6,12 +6,16 @@ latency of every (replica count, queue delay) at the observed arrival rate, and 
 `slo.latencyMs * TARGET_FRACTION`. When no count can, because requests wait for batches rather than for
 capacity, it says so (BatchingBound) instead of adding replicas. spec.replicas pins the count (ManualReplicas).
 While the model knows nothing yet it falls back to the reactive rule.
+
+Instances per pod (auto with spec.batching.maxInstanceCount): the model assumes no gain from an instance count
+it has not measured, so before adding a replica the planner tries one instance more on the running pods
+(ProbingInstances), learns that count's compute times, and from then on weighs it like any other candidate.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from batchpilot.api.spec import InferenceServiceSpec
 from batchpilot.control import step_rule
@@ -37,11 +41,24 @@ DELAY_STEPS_US = (0, 100, 250, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000, 10
 """Queue delays auto mode considers (plus its two bounds)."""
 DELAY_GAIN = 0.1
 """A new queue delay must predict at least this much lower latency (or fewer replicas) to replace the current."""
+PROBE_S = 60.0
+"""The longest a probe of one instance more holds the replica count while its compute times are measured."""
 
 
-def candidate(spec: InferenceServiceSpec, replicas: int, delay_us: int | None = None) -> Candidate:
+def candidate(spec: InferenceServiceSpec, replicas: int, delay_us: int | None = None,
+              instances: int | None = None) -> Candidate:
     delay = spec.batching.max_queue_delay_microseconds if delay_us is None else delay_us
-    return Candidate(replicas, spec.model.max_batch_size, delay, tuple(spec.batching.preferred_batch_sizes or ()))
+    count = spec.batching.instance_count if instances is None else instances
+    return Candidate(replicas, spec.model.max_batch_size, delay, tuple(spec.batching.preferred_batch_sizes or ()),
+                     count)
+
+
+def instance_choices(spec: InferenceServiceSpec) -> list[int]:
+    """Instance counts the planner may pick: 1..maxInstanceCount in auto mode when it is set, else the spec's."""
+    b = spec.batching
+    if b.mode != "auto" or b.max_instance_count is None:
+        return [b.instance_count]
+    return list(range(1, b.max_instance_count + 1))
 
 
 def delay_choices(spec: InferenceServiceSpec) -> list[int]:
@@ -78,10 +95,11 @@ def learn(spec: InferenceServiceSpec, obs: Observation, model: CapacityModel, hi
     """
     for batch_size, compute_ms, executions in obs.batch_compute:
         if executions >= MIN_EXECUTIONS:
-            model = model.learn(batch_size, compute_ms)
+            model = model.learn(batch_size, compute_ms, obs.instance_count)
     if obs.avg_batch_size is None or obs.compute_ms is None or not obs.arrival_rate:
         return model
-    if not obs.batch_compute:
+    if not obs.batch_compute and obs.instance_count == 1:
+        # Instance counts are learned from per-batch statistics only: the means' window may span a change.
         model = model.learn(obs.avg_batch_size, obs.compute_ms)
     # The p95 summary spans a minute: calibrate only on a healthy service whose replicas and load have not
     # changed for that long, never on an overload episode (queueing the model explains by utilization >= 1).
@@ -92,42 +110,58 @@ def learn(spec: InferenceServiceSpec, obs: Observation, model: CapacityModel, hi
         fresh_ms <= TARGET_FRACTION * spec.slo.latency_ms
     if settled and healthy and obs.latency_ms is not None and obs.replicas == obs.ready_replicas:
         bare = replace(model, overhead_ms=0.0).predict(
-            obs.arrival_rate, candidate(spec, obs.replicas, obs.queue_delay_us), spec.slo.percentile)
+            obs.arrival_rate, candidate(spec, obs.replicas, obs.queue_delay_us, obs.instance_count),
+            spec.slo.percentile)
         if bare.utilization < spec.autoscaling.target_utilization:
             model = model.calibrate(obs.latency_ms, bare.latency_ms)
     return model
 
 
 def fewest(spec: InferenceServiceSpec, model: CapacityModel, rate: float, latency_ms: float,
-           utilization: float, delay_us: int | None = None) -> tuple[int, Prediction]:
+           utilization: float, delay_us: int | None = None, instances: int | None = None) -> tuple[int, Prediction]:
     """Fewest replicas within bounds predicted under latency_ms and utilization (maxReplicas if none is)."""
     bounds, p = spec.autoscaling, spec.slo.percentile
-    prediction = model.predict(rate, candidate(spec, bounds.max_replicas, delay_us), p)
+    prediction = model.predict(rate, candidate(spec, bounds.max_replicas, delay_us, instances), p)
     for n in range(bounds.min_replicas, bounds.max_replicas + 1):
-        prediction = model.predict(rate, candidate(spec, n, delay_us), p)
+        prediction = model.predict(rate, candidate(spec, n, delay_us, instances), p)
         if prediction.latency_ms <= latency_ms and prediction.utilization <= utilization:
             return n, prediction
     return bounds.max_replicas, prediction
 
 
+@dataclass(frozen=True)
+class Plan:
+    replicas: int
+    delay_us: int
+    instances: int
+    prediction: Prediction
+
+
 def plan(spec: InferenceServiceSpec, model: CapacityModel, rate: float, latency_ms: float, utilization: float,
-         current_delay: int | None = None) -> tuple[int, int, Prediction]:
-    """Replicas and queue delay together: the fewest replicas first, then the lowest predicted latency.
+         current_delay: int | None = None, current_instances: int | None = None) -> Plan:
+    """Replicas and batching together: the fewest replicas first, then the lowest predicted latency, then the
+    fewest instances.
 
     A delay that makes batches wait without buying capacity loses on latency, so a poor delay is shortened;
-    one that saves replicas wins. The current delay stays unless another saves a replica or DELAY_GAIN of
+    one that saves replicas wins. The current batching stays unless another saves a replica or DELAY_GAIN of
     the latency, so pods are not reloaded for noise.
     """
-    options = [(*fewest(spec, model, rate, latency_ms, utilization, d), d) for d in delay_choices(spec)]
-    replicas, prediction, delay = min(options, key=lambda o: (o[0], o[1].latency_ms, o[2]))
-    kept = next((o for o in options if o[2] == current_delay), None)
-    if kept is not None and kept[0] == replicas and kept[1].latency_ms <= prediction.latency_ms * (1 + DELAY_GAIN):
-        return kept[0], kept[2], kept[1]
-    return replicas, delay, prediction
+    options = []
+    for d in delay_choices(spec):
+        for k in instance_choices(spec):
+            replicas, prediction = fewest(spec, model, rate, latency_ms, utilization, d, k)
+            options.append(Plan(replicas, d, k, prediction))
+    best = min(options, key=lambda o: (o.replicas, o.prediction.latency_ms, o.instances, o.delay_us))
+    kept = next((o for o in options if o.delay_us == current_delay and
+                 o.instances == (current_instances or spec.batching.instance_count)), None)
+    if kept is not None and kept.replicas == best.replicas and \
+            kept.prediction.latency_ms <= best.prediction.latency_ms * (1 + DELAY_GAIN):
+        return kept
+    return best
 
 
 def batching_bound(spec: InferenceServiceSpec, model: CapacityModel, rate: float, latency_ms: float,
-                   utilization: float, delay_us: int) -> tuple[int, Prediction] | None:
+                   utilization: float, delay_us: int, instances: int) -> tuple[int, Prediction] | None:
     """When no replica count meets latency_ms only because requests wait for batches to fill at delay_us, the
     count with the lowest predicted latency (more replicas would lengthen the wait); None when capacity is the
     limit or some count meets it.
@@ -135,13 +169,13 @@ def batching_bound(spec: InferenceServiceSpec, model: CapacityModel, rate: float
     if spec.model.max_batch_size <= 1 or spec.batching.mode == "off" or delay_us == 0:
         return None
     bounds, p = spec.autoscaling, spec.slo.percentile
-    options = [(model.predict(rate, candidate(spec, n, delay_us), p), n)
+    options = [(model.predict(rate, candidate(spec, n, delay_us, instances), p), n)
                for n in range(bounds.min_replicas, bounds.max_replicas + 1)]
     feasible = [(pr.latency_ms, n, pr) for pr, n in options if pr.utilization <= utilization]
     if not feasible or any(lat <= latency_ms for lat, _, _ in feasible):
         return None
     _, best, prediction = min(feasible, key=lambda o: (o[0], o[1]))
-    without_wait = model.predict(rate, candidate(spec, best, 0), p)
+    without_wait = model.predict(rate, candidate(spec, best, 0, instances), p)
     return (best, prediction) if without_wait.latency_ms <= latency_ms else None
 
 
@@ -163,16 +197,16 @@ def _manual(spec: InferenceServiceSpec, obs: Observation, planned: Decision, now
     assert spec.replicas is not None
     to = min(bounds.max_replicas, max(bounds.min_replicas, spec.replicas))
     history = planned.history if to == obs.replicas else replace(planned.history, last_scale_at=now)
-    delay, predicted = planned.queue_delay_us, planned.predicted_latency_ms
+    delay, instances, predicted = planned.queue_delay_us, planned.instance_count, planned.predicted_latency_ms
     if delay is not None and obs.arrival_rate:
         model, rate = history.model, obs.arrival_rate
-        options = [(model.predict(rate, candidate(spec, to, d), spec.slo.percentile).latency_ms, d)
-                   for d in delay_choices(spec)]
-        predicted, delay = min(options)
+        options = [(model.predict(rate, candidate(spec, to, d, k), spec.slo.percentile).latency_ms, k, d)
+                   for d in delay_choices(spec) for k in instance_choices(spec)]
+        predicted, instances, delay = min(options)
     message = (f"spec.replicas pins {to} (the loop would run {planned.replicas}: {planned.message}); remove "
                f"spec.replicas to hand replicas back to the loop")
     return replace(planned, replicas=to, reason="ManualReplicas", message=message, history=history,
-                   predicted_latency_ms=predicted, queue_delay_us=delay)
+                   predicted_latency_ms=predicted, queue_delay_us=delay, instance_count=instances)
 
 
 def _planned(spec: InferenceServiceSpec, obs: Observation, history: History, now: float) -> Decision:
@@ -188,14 +222,18 @@ def _planned(spec: InferenceServiceSpec, obs: Observation, history: History, now
     model = learn(spec, obs, model, history, now)
     history = replace(history, model=model)
     target_util = bounds.target_utilization
-    planned, delay, predicted = plan(spec, model, rate, slo * TARGET_FRACTION, target_util, obs.queue_delay_us)
+    best = plan(spec, model, rate, slo * TARGET_FRACTION, target_util, obs.queue_delay_us, obs.instance_count)
+    planned, delay, instances, predicted = best.replicas, best.delay_us, best.instances, best.prediction
     fresh_ms = (obs.queue_ms or 0.0) + (obs.compute_ms or 0.0)
+    per_pod = f", {instances} instance(s) per pod" if len(instance_choices(spec)) > 1 else ""
     seen = (f"{rate:.1f} req/s, p{spec.slo.percentile} {obs.latency_ms:.0f} ms (mean {fresh_ms:.0f} ms) vs SLO "
-            f"{slo:g} ms; predicted {_ms(predicted.latency_ms)} at {planned} replica(s), queue delay {delay} us")
+            f"{slo:g} ms; predicted {_ms(predicted.latency_ms)} at {planned} replica(s), queue delay {delay} us"
+            f"{per_pod}")
+    auto = spec.batching.mode == "auto"
 
     def decision(replicas: int, reason: str, message: str, hist: History) -> Decision:
         return Decision(replicas, reason, message, hist, predicted_latency_ms=predicted.latency_ms,
-                        queue_delay_us=delay if spec.batching.mode == "auto" else None)
+                        queue_delay_us=delay if auto else None, instance_count=instances if auto else None)
 
     if current < bounds.min_replicas or current > bounds.max_replicas:
         to = min(bounds.max_replicas, max(bounds.min_replicas, current))
@@ -204,7 +242,15 @@ def _planned(spec: InferenceServiceSpec, obs: Observation, history: History, now
                         replace(history, calm_since=None, last_scale_at=now))
     since = math.inf if history.last_scale_at is None else now - history.last_scale_at
     breach = fresh_ms > slo
-    bound = batching_bound(spec, model, rate, slo * TARGET_FRACTION, target_util, delay)
+    if history.probe_since is not None:
+        probe = history.probed[-1]
+        if now - history.probe_since < PROBE_S and probe not in model.measured_instances() and not breach:
+            delay, instances = obs.queue_delay_us if obs.queue_delay_us is not None else delay, probe
+            return decision(current, "ProbingInstances", f"{seen}; measuring {probe} instance(s) per pod for "
+                            f"{now - history.probe_since:.0f}s of at most {PROBE_S:.0f}s before adding a replica",
+                            replace(history, calm_since=None))
+        history = replace(history, probe_since=None)
+    bound = batching_bound(spec, model, rate, slo * TARGET_FRACTION, target_util, delay, instances)
     if bound is not None:
         # More replicas would only make batches wait longer: run the best count and say what to change.
         planned, predicted = bound
@@ -223,6 +269,15 @@ def _planned(spec: InferenceServiceSpec, obs: Observation, history: History, now
         if since < bounds.scale_up.cooldown_seconds and not breach:
             return decision(current, "ScaleUpCooldown", f"{seen}; last change {since:.0f}s ago",
                             replace(history, calm_since=None))
+        more = obs.instance_count + 1
+        if not breach and bound is None and more in instance_choices(spec) and \
+                more not in model.measured_instances() and more not in history.probed:
+            # The model assumes no gain from a count it has not measured: measure it before buying a GPU.
+            delay = obs.queue_delay_us if obs.queue_delay_us is not None else delay
+            instances = more
+            return decision(current, "ProbingInstances", f"{seen}; trying {more} instance(s) per pod before "
+                            f"adding a replica", replace(history, calm_since=None, probed=(*history.probed, more),
+                                                         probe_since=now))
         if bounds.scale_up.max_step is not None:
             planned = min(planned, current + bounds.scale_up.max_step)
         reason = "Panic" if breach else "ScaleUp"
@@ -234,7 +289,7 @@ def _planned(spec: InferenceServiceSpec, obs: Observation, history: History, now
     if bound is not None:
         down_to = planned
     else:
-        down_to, _, _ = plan(spec, model, rate, slo * SCALE_DOWN_FRACTION, target_util - SCALE_DOWN_UTILIZATION_GAP)
+        down_to = plan(spec, model, rate, slo * SCALE_DOWN_FRACTION, target_util - SCALE_DOWN_UTILIZATION_GAP).replicas
     if down_to < current and (bound is not None or not breach):
         calm_since = history.calm_since if history.calm_since is not None else now
         window = bounds.scale_down.stabilization_seconds

@@ -31,6 +31,8 @@ class Observation:
     """Requests queued in Triton now, all pods."""
     queue_delay_us: int | None = None
     """The queue delay the pods run now (None: unknown, the spec's is assumed)."""
+    instance_count: int = 1
+    """Model instances per pod the pods run now: batch statistics are learned as this count's."""
     window_s: float = 0.0
     """How far back the rates and means reach: evidence older than a change says nothing about it."""
     batch_compute: tuple[tuple[int, float, int], ...] = ()
@@ -53,6 +55,10 @@ class History:
     steady_rate: float | None = None
     """The arrival rate of the current steady stretch (within STEADY_BAND of it since steady_since)."""
     steady_since: float | None = None
+    probed: tuple[int, ...] = ()
+    """Instance counts tried once already (a probe is not repeated, whatever it measured)."""
+    probe_since: float | None = None
+    """When the probe of one instance more began; None when none is running."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,8 @@ class Decision:
     """The capacity model's latency at the SLO percentile for the chosen replicas (None: no model yet)."""
     queue_delay_us: int | None = None
     """The dynamic batcher's queue delay every pod should run (None: leave batching as it is)."""
+    instance_count: int | None = None
+    """Model instances every pod should run (None: leave them as they are)."""
 
     def changes(self, observation: Observation) -> bool:
         return self.replicas != observation.replicas

@@ -1,0 +1,118 @@
+"""Model instances per pod: the capacity model assumes no gain it has not measured, and the planner measures one
+instance more (ProbingInstances) before it buys a replica, then keeps whichever the measurements favour."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from batchpilot.api.spec import InferenceServiceSpec
+from batchpilot.control.capacity import Candidate, CapacityModel
+from batchpilot.control.planner import PROBE_S, decide, instance_choices
+from batchpilot.control.types import History, Observation
+
+NOW = 1_000_000.0
+# The sandbox's emulated GPU: ResNet-50 on an H100, ten times slower (ms per batch).
+PROFILE = [(1, 47.4), (2, 40.7), (4, 41.2), (8, 43.3), (16, 43.7), (32, 43.2), (64, 76.9)]
+ONE = CapacityModel.from_profile(PROFILE)
+
+
+def spec(mode: str = "auto", most: int | None = 2, **batching: Any) -> InferenceServiceSpec:
+    b: dict[str, Any] = {"mode": mode, **batching}
+    if most is not None:
+        b["maxInstanceCount"] = most
+    return InferenceServiceSpec.model_validate({
+        "model": {"name": "m", "repository": {"configMap": "f"}, "maxBatchSize": 4,
+                  "profile": {"points": [{"batchSize": s, "latencyMs": ms} for s, ms in PROFILE]}},
+        "slo": {"latencyMs": 150}, "autoscaling": {"minReplicas": 1, "maxReplicas": 8}, "batching": b})
+
+
+def obs(instances: int = 1, rate: float = 120, p95: float = 140, queue: float = 20,
+        batch_compute: tuple[tuple[int, float, int], ...] = ()) -> Observation:
+    """One replica short of what 120 req/s needs with one instance, not yet breaching."""
+    return Observation(at=NOW, replicas=1, ready_replicas=1, latency_ms=p95, arrival_rate=rate, queue_ms=queue,
+                       queue_delay_us=2000, instance_count=instances, batch_compute=batch_compute)
+
+
+def measured_at(instances: int, slowdown: float) -> tuple[tuple[int, float, int], ...]:
+    """Triton's per-batch-size compute times while `instances` ran, each batch `slowdown` x the one-instance time."""
+    return tuple((b, ms * slowdown, 50) for b, ms in PROFILE if b <= 4)
+
+
+def test_an_unmeasured_count_is_assumed_to_gain_nothing() -> None:
+    assert ONE.measured_instances() == {1}
+    assert ONE.compute_ms(4, 2) == pytest.approx(2 * ONE.compute_ms(4))
+    assert ONE.capacity_per_replica(4, 2) == pytest.approx(ONE.capacity_per_replica(4))
+    one, two = (ONE.predict(60, Candidate(1, 4, 2000, instance_count=k), 95) for k in (1, 2))
+    assert two.utilization == pytest.approx(one.utilization) and two.latency_ms > one.latency_ms
+
+
+def test_a_measured_count_is_predicted_from_its_own_curve() -> None:
+    model = ONE
+    for b, ms, _ in measured_at(2, 1.25):
+        model = model.learn(b, ms, instances=2)
+    assert model.measured_instances() == {1, 2} and model.learned == ONE.learned
+    assert model.compute_ms(4, 2) == pytest.approx(1.25 * ONE.compute_ms(4))
+    assert model.capacity_per_replica(4, 2) == pytest.approx(ONE.capacity_per_replica(4) * 2 / 1.25)
+    assert model.compute_ms(4, 3) == pytest.approx(1.5 * model.compute_ms(4, 2))  # 3 borrows 2's, no gain
+    only_two = CapacityModel().learn(4, 50.0, instances=2)
+    assert only_two.compute_ms(4, 1) == 50.0  # fewer instances: no relief from less contention assumed
+
+
+def test_instance_choices_follow_the_mode_and_the_bound() -> None:
+    assert instance_choices(spec(most=3)) == [1, 2, 3]
+    assert instance_choices(spec(most=None, instanceCount=2)) == [2]
+    assert instance_choices(spec(mode="fixed", most=3, instanceCount=2)) == [2]
+
+
+def test_the_api_refuses_an_instance_count_above_its_bound() -> None:
+    with pytest.raises(ValueError, match="instanceCount"):
+        spec(most=2, instanceCount=3)
+
+
+def test_one_instance_more_is_probed_before_a_replica_is_added() -> None:
+    d = decide(spec(), obs(), History(), NOW)
+    assert (d.replicas, d.reason, d.instance_count, d.queue_delay_us) == (1, "ProbingInstances", 2, 2000)
+    assert d.history.probed == (2,) and d.history.probe_since == NOW
+    without = decide(spec(most=None), obs(), History(), NOW)
+    assert (without.replicas, without.reason, without.instance_count) == (2, "ScaleUp", 1)
+
+
+def test_a_probe_holds_the_count_until_the_new_count_is_measured() -> None:
+    probing = decide(spec(), obs(), History(), NOW).history
+    d = decide(spec(), obs(instances=2), probing, NOW + 10)
+    assert (d.replicas, d.reason, d.instance_count) == (1, "ProbingInstances", 2)
+
+
+def test_a_breach_during_a_probe_scales_at_once() -> None:
+    probing = decide(spec(), obs(), History(), NOW).history
+    d = decide(spec(), obs(instances=2, p95=900, queue=800), probing, NOW + 10)
+    assert d.reason == "Panic" and d.replicas > 1 and d.history.probe_since is None
+
+
+def test_a_count_that_measured_no_gain_is_given_back_and_the_replica_bought() -> None:
+    probing = decide(spec(), obs(), History(), NOW).history
+    d = decide(spec(), obs(instances=2, batch_compute=measured_at(2, 2.0)), probing, NOW + 20)
+    assert (d.replicas, d.reason, d.instance_count) == (2, "ScaleUp", 1)
+    again = decide(spec(), obs(), replace(d.history, last_scale_at=None), NOW + 40)
+    assert again.reason == "ScaleUp"  # measured: not probed again
+
+
+def test_a_count_that_measured_a_gain_is_kept_instead_of_a_replica() -> None:
+    probing = decide(spec(), obs(), History(), NOW).history
+    d = decide(spec(), obs(instances=2, batch_compute=measured_at(2, 1.1)), probing, NOW + 20)
+    assert (d.replicas, d.instance_count) == (1, 2) and d.reason == "WithinSLO"
+
+
+def test_a_probe_that_measured_nothing_ends_after_its_limit_and_is_not_repeated() -> None:
+    probing = decide(spec(), obs(), History(), NOW).history
+    d = decide(spec(), obs(instances=2), probing, NOW + PROBE_S + 1)
+    assert (d.replicas, d.reason, d.instance_count) == (2, "ScaleUp", 1)
+    assert d.history.probed == (2,) and d.history.probe_since is None
+
+
+def test_fixed_mode_leaves_instances_alone() -> None:
+    d = decide(spec(mode="fixed", most=3), obs(), History(), NOW)
+    assert d.instance_count is None and d.queue_delay_us is None and d.reason == "ScaleUp"
