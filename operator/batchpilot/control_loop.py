@@ -13,7 +13,7 @@ from batchpilot.api.spec import InferenceServiceSpec
 from batchpilot.build.batching import Tuning
 from batchpilot.build.children import config_map
 from batchpilot.build.names import ChildNames
-from batchpilot.control.batch_stats import BatchCompute, Snapshot, since_last_tick
+from batchpilot.control.batch_stats import BatchCompute, Timed, concurrency, since_last_tick
 from batchpilot.control.planner import decide
 from batchpilot.control.types import Decision, History, Observation
 from batchpilot.reconcile import owned_by, tuned
@@ -31,8 +31,9 @@ class Tick:
     """The batching pass of this tick (auto mode with fresh metrics), None when there was none."""
 
 
-PodSnapshots = dict[str, Snapshot]
-"""Each ready pod's cumulative Triton batch statistics at the last tick, by pod IP (one service)."""
+PodSnapshots = dict[str, Timed]
+"""Each ready pod's cumulative Triton batch statistics at the last tick and when they were read, by pod IP (one
+service)."""
 
 
 def tick(
@@ -61,11 +62,12 @@ def tick(
         metrics = prometheus.read(queries, spec.slo.percentile, spec.autoscaling.metrics_outage.stale_after_seconds)
     except MetricsUnavailable as e:
         error = str(e)
+    batch_compute, in_flight = _batch_compute(kube, namespace, name, spec.model.name, batch_stats, now)
     observation = Observation(at=now, replicas=deployment.replicas, ready_replicas=deployment.ready_replicas,
                               queue_delay_us=applied.queue_delay_us if applied else None,
                               instance_count=applied.instance_count if applied else spec.batching.instance_count,
                               window_s=settings.metrics_window_seconds,
-                              batch_compute=_batch_compute(kube, namespace, name, spec.model.name, batch_stats))
+                              batch_compute=batch_compute, concurrency=in_flight)
     if metrics is not None:
         observation = replace(observation, latency_ms=metrics.latency_ms, arrival_rate=metrics.arrival_rate,
                               queue_ms=metrics.queue_ms, compute_ms=metrics.compute_ms,
@@ -88,15 +90,18 @@ def tick(
     return Tick(observation, decision, error, acted, result)
 
 
-def _batch_compute(kube: Kube, namespace: str, name: str, model: str, kept: PodSnapshots) -> BatchCompute:
-    """Compute time per batch size since the last tick over the ready pods; `kept` moves on to now.
+def _batch_compute(kube: Kube, namespace: str, name: str, model: str, kept: PodSnapshots,
+                   now: float) -> tuple[BatchCompute, float | None]:
+    """Compute time per batch size and mean executions in flight per pod since the last tick, over the ready
+    pods; `kept` moves on to now.
 
     A pod that did not answer keeps its last snapshot (it counts again next time); a pod gone is forgotten.
     """
     ready = kube.ready_pod_ips(namespace, ChildNames(name).selector_string)
-    current = service_batch_stats(ready, model)
-    measured = since_last_tick(kept, current)
+    current = {pod: (now, snapshot) for pod, snapshot in service_batch_stats(ready, model).items()}
+    measured = since_last_tick({pod: s for pod, (_, s) in kept.items()}, {pod: s for pod, (_, s) in current.items()})
+    in_flight = concurrency(kept, current)
     latest = {pod: current.get(pod, kept.get(pod)) for pod in ready}
     kept.clear()
-    kept.update({pod: snapshot for pod, snapshot in latest.items() if snapshot is not None})
-    return measured
+    kept.update({pod: timed for pod, timed in latest.items() if timed is not None})
+    return measured, in_flight

@@ -12,6 +12,7 @@ import socket
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -22,6 +23,7 @@ from batchpilot.adapters.triton import STATS_TIMEOUT_S, TritonAdmin, batch_stats
 from batchpilot.api.spec import InferenceServiceSpec
 from batchpilot.build.batching import Tuning, with_tuning
 from batchpilot.control.batch_stats import MIN_EXECUTIONS
+from batchpilot.control.capacity import MIN_OVERLAP
 from batchpilot.control.types import History
 from batchpilot.control_loop import PodSnapshots, Tick, tick
 from batchpilot.sandbox.gpu_emulator import model_files
@@ -49,11 +51,12 @@ def expected_ms(batch_size: int) -> float:
 
 
 @pytest.fixture(scope="module")
-def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A tritonserver with the emulator loaded (explicit model control) on ADDRESS:8000."""
-    with emulator_triton(tmp_path_factory.mktemp("triton"), ADDRESS, CONFIG, TIME_SCALE):
+def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A tritonserver with the emulator loaded (explicit model control) on ADDRESS:8000; yields its root."""
+    root = tmp_path_factory.mktemp("triton")
+    with emulator_triton(root, ADDRESS, CONFIG, TIME_SCALE):
         infer(2)  # the first request pays one-off costs in the stub: not in any measured tick
-        yield ADDRESS
+        yield root
 
 
 def infer(rows: int) -> None:
@@ -135,7 +138,7 @@ def close_to_profile(batch_size: int, ms: float, slack: float = 1.1) -> bool:
     return expected_ms(batch_size) <= ms <= expected_ms(batch_size) * slack + 3
 
 
-def test_compute_time_per_batch_size_is_learned_from_a_mix_the_means_would_blur(triton: str) -> None:
+def test_compute_time_per_batch_size_is_learned_from_a_mix_the_means_would_blur(triton: Path) -> None:
     loop = Loop(service())
     assert loop.tick().observation.batch_compute == ()  # a pod seen for the first time: its baseline
     send((1, 6), (16, 6), (64, 6))
@@ -155,7 +158,7 @@ def test_compute_time_per_batch_size_is_learned_from_a_mix_the_means_would_blur(
     assert per_request_ms > 1.4 * expected_ms(round(avg_batch))
 
 
-def test_under_load_each_batch_size_triton_forms_takes_the_profiled_time(triton: str) -> None:
+def test_under_load_each_batch_size_triton_forms_takes_the_profiled_time(triton: Path) -> None:
     loop = Loop(service())
     loop.tick()
     before = inferences()
@@ -174,7 +177,7 @@ def test_under_load_each_batch_size_triton_forms_takes_the_profiled_time(triton:
         {float(b): ms for b, ms in frequent}
 
 
-def test_a_reload_restarts_the_counts_and_silent_pods_are_skipped(triton: str) -> None:
+def test_a_reload_restarts_the_counts_and_silent_pods_are_skipped(triton: Path) -> None:
     loop = Loop(service())
     loop.tick()
     send((1, 3))
@@ -197,7 +200,7 @@ def test_a_reload_restarts_the_counts_and_silent_pods_are_skipped(triton: str) -
     assert took < STATS_TIMEOUT_S + 1.5
 
 
-def test_a_retune_that_reloads_pods_starts_their_counts_afresh(triton: str) -> None:
+def test_a_retune_that_reloads_pods_starts_their_counts_afresh(triton: Path) -> None:
     loop = Loop(service(mode="auto", minQueueDelayMicroseconds=1000, maxQueueDelayMicroseconds=1000))
     first = loop.tick()  # the pod runs another delay: this tick reloads it
     assert first.retune is not None and (first.retune.changed, first.retune.error) == (1, None)
@@ -208,3 +211,39 @@ def test_a_retune_that_reloads_pods_starts_their_counts_afresh(triton: str) -> N
     again = loop.tick()
     assert again.retune is not None and again.retune.changed == 0
     assert [(b, n) for b, _, n in again.observation.batch_compute] == [(4, 5)]
+
+
+@pytest.mark.parametrize(("overlap", "low", "high"), [(0.0, 0.7, 1.0), (1.0, 0.0, 0.3)])
+def test_the_contention_of_two_instances_is_learned_from_their_statistics(triton: Path, overlap: float,
+                                                                          low: float, high: float) -> None:
+    """Two instances of the emulator on one pod under load: where they take turns on the emulated GPU
+    (overlap 0) the loop measures a contention near 1 (a second instance buys nothing); where they never
+    contend (overlap 1), near 0."""
+    settings = triton / "models" / "emulator" / "1" / "emulator.json"
+    admin = TritonAdmin(ADDRESS)
+    original = admin.config("emulator")
+    settings.write_text(json.dumps({"time_scale": TIME_SCALE, "overlap": overlap}))
+    admin.load("emulator", with_tuning(original, Tuning(1000, 2)))  # the model's files are read again
+    try:
+        profile = {"points": [{"batchSize": b, "latencyMs": round(expected_ms(int(b)), 3)}
+                              for b in CURVE.batch_sizes]}
+        spec = InferenceServiceSpec.model_validate({
+            "model": {"name": "emulator", "repository": {"configMap": "emulator-files"}, "maxBatchSize": 64,
+                      "profile": profile},
+            "slo": {"latencyMs": 1000}, "autoscaling": {"minReplicas": 1, "maxReplicas": 1},
+            "batching": {"mode": "fixed", "maxQueueDelayMicroseconds": 1000, "instanceCount": 2}})
+        loop = Loop(spec)
+        loop.tick()
+        before = inferences()
+        report = asyncio.run(run_load([f"{ADDRESS}:8000"], "emulator", [(10.0, 60.0)], interval_s=10.0))
+        assert report.total.error_count == 0, report.total.errors
+        wait_for("the last batches' statistics", lambda: inferences() >= before + report.total.ok, 10)
+        seen = loop.tick().observation
+        contention = loop.history.model.contention
+        print(f"overlap {overlap}: {report.total.line()}; {seen.concurrency:.2f} batches in flight per pod; "
+              f"batches {[(b, round(ms), n) for b, ms, n in seen.batch_compute]}; contention {contention}")
+        assert seen.instance_count == 2 and seen.concurrency is not None and seen.concurrency >= MIN_OVERLAP
+        assert contention is not None and low <= contention <= high
+    finally:
+        settings.write_text(json.dumps({"time_scale": TIME_SCALE, "overlap": 0.0}))
+        admin.load("emulator", original)

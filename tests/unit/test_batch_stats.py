@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from batchpilot.control.batch_stats import aggregate, executions_since, reloaded, since_last_tick
+from batchpilot.control.batch_stats import aggregate, concurrency, executions_since, reloaded, since_last_tick
 
 MS = 1_000_000  # ns
 
@@ -75,3 +75,13 @@ def test_since_never_reports_negative_or_empty_counts(before: dict[int, tuple[in
         assert count > 0 and ns >= 0
     for _, ms, n in aggregate([executions_since(before, after)]):
         assert n > 0 and ms >= 0
+
+
+def test_concurrency_is_compute_time_over_wall_time_per_pod() -> None:
+    before = {"a": (100.0, {4: (10, 400_000_000)}), "b": (100.0, {4: (10, 400_000_000)})}
+    after = {"a": (102.0, {4: (110, 4_400_000_000)}),  # 4 s of batches in 2 s: two in flight
+             "b": (102.0, {4: (35, 1_400_000_000)}),   # 1 s in 2 s: one half of the time
+             "c": (102.0, {4: (5, 200_000_000)})}      # new: no baseline, left out
+    assert concurrency(before, after) == pytest.approx((2.0 + 0.5) / 2)
+    assert concurrency({}, after) is None
+    assert concurrency(after, after) is None  # no time passed

@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 
 from batchpilot.sandbox.gpu_emulator import available_profiles, model_configmap, model_files
-from batchpilot.sandbox.gpu_emulator.profile_curve import ProfileCurve, batch_seconds, load_time_scale
+from batchpilot.sandbox.gpu_emulator.profile_curve import (
+    EmulatorSettings,
+    ProfileCurve,
+    batch_seconds,
+    load_settings,
+)
 
 CURVE = ProfileCurve.from_points(
     [
@@ -58,9 +63,14 @@ def test_bad_profiles_are_rejected(points: list[dict[str, float]]) -> None:
 def test_time_scale_multiplies_batch_time(tmp_path: Path) -> None:
     assert batch_seconds(CURVE, 2, 1.0) == pytest.approx(0.004)
     assert batch_seconds(CURVE, 2, 10.0) == pytest.approx(0.040)
-    assert load_time_scale(tmp_path) == 1.0
+    assert load_settings(tmp_path) == EmulatorSettings(1.0, 0.0)
     (tmp_path / "emulator.json").write_text(json.dumps({"time_scale": 2.5}))
-    assert load_time_scale(tmp_path) == 2.5
+    assert load_settings(tmp_path) == EmulatorSettings(2.5, 0.0)
+    (tmp_path / "emulator.json").write_text(json.dumps({"time_scale": 2.5, "overlap": 0.8}))
+    assert load_settings(tmp_path).overlap == 0.8
+    (tmp_path / "emulator.json").write_text(json.dumps({"overlap": 1.5}))
+    with pytest.raises(ValueError, match="overlap must be within 0..1"):
+        load_settings(tmp_path)
 
 
 def test_shipped_resnet_profile_matches_measurements() -> None:
@@ -69,7 +79,7 @@ def test_shipped_resnet_profile_matches_measurements() -> None:
     assert curve.latency_ms(64) == pytest.approx(7.688)
     assert curve.latency_ms(192) == pytest.approx((14.401 + 26.929) / 2)  # halfway between 128 and 256
     assert curve.latency_ms(512) > curve.latency_ms(256)
-    assert json.loads(files["emulator.json"]) == {"time_scale": 3.0}
+    assert json.loads(files["emulator.json"]) == {"time_scale": 3.0, "overlap": 0.0}
     assert set(files) == {"model.py", "profile_curve.py", "profile.json", "emulator.json"}
 
 

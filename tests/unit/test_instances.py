@@ -1,5 +1,6 @@
-"""Model instances per pod: the capacity model assumes no gain it has not measured, and the planner measures one
-instance more (ProbingInstances) before it buys a replica, then keeps whichever the measurements favour."""
+"""Model instances per pod: the capacity model assumes no gain until it has measured how batches in flight
+together slow each other (contention); the planner tries one instance more (ProbingInstances) before it buys a
+replica, then keeps whichever the measurement favours."""
 
 from __future__ import annotations
 
@@ -30,35 +31,43 @@ def spec(mode: str = "auto", most: int | None = 2, **batching: Any) -> Inference
 
 
 def obs(instances: int = 1, rate: float = 120, p95: float = 140, queue: float = 20,
-        batch_compute: tuple[tuple[int, float, int], ...] = ()) -> Observation:
+        batch_compute: tuple[tuple[int, float, int], ...] = (), in_flight: float | None = None) -> Observation:
     """One replica short of what 120 req/s needs with one instance, not yet breaching."""
     return Observation(at=NOW, replicas=1, ready_replicas=1, latency_ms=p95, arrival_rate=rate, queue_ms=queue,
-                       queue_delay_us=2000, instance_count=instances, batch_compute=batch_compute)
+                       queue_delay_us=2000, instance_count=instances, batch_compute=batch_compute,
+                       concurrency=in_flight)
 
 
-def measured_at(instances: int, slowdown: float) -> tuple[tuple[int, float, int], ...]:
-    """Triton's per-batch-size compute times while `instances` ran, each batch `slowdown` x the one-instance time."""
+def measured(slowdown: float) -> tuple[tuple[int, float, int], ...]:
+    """Triton's per-batch-size compute times, each batch `slowdown` x its time alone."""
     return tuple((b, ms * slowdown, 50) for b, ms in PROFILE if b <= 4)
 
 
-def test_an_unmeasured_count_is_assumed_to_gain_nothing() -> None:
-    assert ONE.measured_instances() == {1}
+def test_instances_are_assumed_to_gain_nothing_until_measured() -> None:
+    assert ONE.contention is None
     assert ONE.compute_ms(4, 2) == pytest.approx(2 * ONE.compute_ms(4))
     assert ONE.capacity_per_replica(4, 2) == pytest.approx(ONE.capacity_per_replica(4))
     one, two = (ONE.predict(60, Candidate(1, 4, 2000, instance_count=k), 95) for k in (1, 2))
     assert two.utilization == pytest.approx(one.utilization) and two.latency_ms > one.latency_ms
 
 
-def test_a_measured_count_is_predicted_from_its_own_curve() -> None:
-    model = ONE
-    for b, ms, _ in measured_at(2, 1.25):
-        model = model.learn(b, ms, instances=2)
-    assert model.measured_instances() == {1, 2} and model.learned == ONE.learned
-    assert model.compute_ms(4, 2) == pytest.approx(1.25 * ONE.compute_ms(4))
-    assert model.capacity_per_replica(4, 2) == pytest.approx(ONE.capacity_per_replica(4) * 2 / 1.25)
-    assert model.compute_ms(4, 3) == pytest.approx(1.5 * model.compute_ms(4, 2))  # 3 borrows 2's, no gain
-    only_two = CapacityModel().learn(4, 50.0, instances=2)
-    assert only_two.compute_ms(4, 1) == 50.0  # fewer instances: no relief from less contention assumed
+@pytest.mark.parametrize(("slowdown", "in_flight", "contention"), [
+    (1.0, 2.0, 0.0),    # batches side by side took their time alone: no contention
+    (2.0, 2.0, 1.0),    # each took twice as long with two in flight: they took turns
+    (1.3, 1.6, 0.5),    # partly
+    (2.5, 1.5, 1.0),    # waiting counts as well: never above 1
+])
+def test_contention_is_learned_from_batches_in_flight_together(slowdown: float, in_flight: float,
+                                                               contention: float) -> None:
+    model = ONE.learn_contention(measured(slowdown), in_flight)
+    assert model.contention == pytest.approx(contention) and model.learned == ONE.learned
+    assert model.compute_ms(4, 3) == pytest.approx((1 + 2 * contention) * ONE.compute_ms(4))
+    assert model.capacity_per_replica(4, 2) == pytest.approx(ONE.capacity_per_replica(4) * 2 / (1 + contention))
+
+
+def test_contention_is_not_learned_from_batches_that_mostly_ran_alone_or_without_a_curve() -> None:
+    assert ONE.learn_contention(measured(1.1), 1.1).contention is None
+    assert CapacityModel().learn_contention(measured(1.0), 2.0).contention is None
 
 
 def test_instance_choices_follow_the_mode_and_the_bound() -> None:
@@ -80,7 +89,7 @@ def test_one_instance_more_is_probed_before_a_replica_is_added() -> None:
     assert (without.replicas, without.reason, without.instance_count) == (2, "ScaleUp", 1)
 
 
-def test_a_probe_holds_the_count_until_the_new_count_is_measured() -> None:
+def test_a_probe_holds_the_count_until_the_contention_is_measured() -> None:
     probing = decide(spec(), obs(), History(), NOW).history
     d = decide(spec(), obs(instances=2), probing, NOW + 10)
     assert (d.replicas, d.reason, d.instance_count) == (1, "ProbingInstances", 2)
@@ -94,7 +103,7 @@ def test_a_breach_during_a_probe_scales_at_once() -> None:
 
 def test_a_count_that_measured_no_gain_is_given_back_and_the_replica_bought() -> None:
     probing = decide(spec(), obs(), History(), NOW).history
-    d = decide(spec(), obs(instances=2, batch_compute=measured_at(2, 2.0)), probing, NOW + 20)
+    d = decide(spec(), obs(instances=2, batch_compute=measured(1.9), in_flight=1.9), probing, NOW + 20)
     assert (d.replicas, d.reason, d.instance_count) == (2, "ScaleUp", 1)
     again = decide(spec(), obs(), replace(d.history, last_scale_at=None), NOW + 40)
     assert again.reason == "ScaleUp"  # measured: not probed again
@@ -102,7 +111,7 @@ def test_a_count_that_measured_no_gain_is_given_back_and_the_replica_bought() ->
 
 def test_a_count_that_measured_a_gain_is_kept_instead_of_a_replica() -> None:
     probing = decide(spec(), obs(), History(), NOW).history
-    d = decide(spec(), obs(instances=2, batch_compute=measured_at(2, 1.1)), probing, NOW + 20)
+    d = decide(spec(), obs(instances=2, batch_compute=measured(1.1), in_flight=1.8), probing, NOW + 20)
     assert (d.replicas, d.instance_count) == (1, 2) and d.reason == "WithinSLO"
 
 

@@ -3,7 +3,8 @@
 Pure. Triton counts, per batch size, the executions of the model and their compute time (`compute_infer`)
 since the model was loaded; a reload (a live retune does one) starts them from zero. The difference of two
 snapshots of a pod is what it executed in between; summed over pods, it gives the mean compute time of one
-batch of each size, unblurred by the mix of sizes that Prometheus' means average over.
+batch of each size, unblurred by the mix of sizes that Prometheus' means average over. The compute time a pod spent over the time
+between its snapshots is how many executions it had in flight on average: its instances' concurrency.
 """
 
 from __future__ import annotations
@@ -51,3 +52,15 @@ def aggregate(deltas: Iterable[Mapping[int, tuple[int, int]]]) -> BatchCompute:
 def since_last_tick(previous: Mapping[str, Snapshot], current: Mapping[str, Snapshot]) -> BatchCompute:
     """The service's compute time per batch size between two ticks, from each pod's snapshots (by pod IP)."""
     return aggregate(executions_since(previous.get(pod), snapshot) for pod, snapshot in current.items())
+
+
+Timed = tuple[float, Snapshot]
+"""(seconds when read, snapshot)."""
+
+
+def concurrency(previous: Mapping[str, Timed], current: Mapping[str, Timed]) -> float | None:
+    """Mean executions in flight per pod between two ticks (compute time over the wall time between a pod's two
+    snapshots), over the pods seen both times; None when there is none."""
+    loads = [sum(ns for _, ns in executions_since(previous[pod][1], snapshot).values()) / 1e9 / (at - previous[pod][0])
+             for pod, (at, snapshot) in current.items() if pod in previous and at > previous[pod][0]]
+    return sum(loads) / len(loads) if loads else None

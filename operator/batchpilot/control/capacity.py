@@ -5,11 +5,11 @@ reports (average batch size, compute time per batch). Where nothing was measured
 past the largest batch size seen, compute time grows linearly with the batch (no batching gain assumed), so
 an unknown curve over-provisions rather than breaking the SLO.
 
-Model instances per pod (Triton's instance_group count) run batches concurrently on the pod's one GPU. Their
-gain is measured, never assumed: each instance count has its own curve, learned while the pods run that count
-(Triton's compute time of a batch includes the contention of the other instances). A count with no curve of
-its own borrows the nearest smaller count's curve as if the GPU were saturated (k instances each k/k' times
-slower than k': no gain), or the nearest larger count's as it is (no relief from less contention).
+Model instances per pod (Triton's instance_group count) run batches side by side on the pod's one GPU, each
+slowed by the others: a batch with n batches in flight takes compute_ms(b) * (1 + contention * (n - 1)).
+contention 1 is a saturated GPU (instances take turns: no gain), 0 kernels that never contend (k instances, k
+times the throughput). It is measured, never assumed: until Triton's statistics were seen with more than one
+batch in flight, contention is taken as 1, so an unmeasured instance count never looks like capacity.
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ LEARN_WEIGHT = 0.3
 """Weight of a new observation in a batch-size bucket's moving average."""
 OVERHEAD_WEIGHT = 0.2
 """Weight of a new residual in the learned overhead."""
+MIN_OVERLAP = 1.2
+"""Contention is learned only from ticks with at least this many batches in flight per pod on average: below,
+the slowdown the others cause is too small a part of the measurement to tell."""
 
 
 @dataclass(frozen=True)
@@ -57,9 +60,9 @@ class CapacityModel:
     """(batch size bucket, compute ms) learned online, sorted by batch size."""
     overhead_ms: float = 0.0
     """Latency the curve does not explain (HTTP, framework, scheduling), learned online; >= 0."""
-    learned_instances: tuple[tuple[int, float, float], ...] = ()
-    """(instance count >= 2, batch size bucket, compute ms) learned while the pods ran that many instances;
-    seed and learned are the curve of one instance."""
+    contention: float | None = None
+    """How much each other batch in flight slows a batch on the same GPU, 0..1, learned; None: not measured yet
+    (taken as 1). seed and learned are the curve of a batch running alone."""
 
     @classmethod
     def from_profile(cls, points: Iterable[tuple[float, float]]) -> CapacityModel:
@@ -67,42 +70,25 @@ class CapacityModel:
 
     @property
     def known(self) -> bool:
-        return bool(self.seed or self.learned or self.learned_instances)
+        return bool(self.seed or self.learned)
 
-    def measured_instances(self) -> set[int]:
-        """Instance counts with a curve of their own (1: the seeded or learned curve)."""
-        return {k for k, _, _ in self.learned_instances} | ({1} if self.seed or self.learned else set())
-
-    def _points(self, instances: int = 1) -> tuple[list[tuple[float, float]], float]:
-        """The curve for an instance count, and the factor its compute times are scaled by (see the module).
-
-        Learned points override seed points of the same bucket.
-        """
-        measured = self.measured_instances()
-        if not measured:
-            return [], 1.0
-        below = [k for k in measured if k <= instances]
-        source = max(below) if below else min(measured)
-        factor = instances / source if below else 1.0
-        if source == 1:
-            merged = {_bucket(b): ms for b, ms in self.seed}
-            merged.update(dict(self.learned))
-        else:
-            merged = {b: ms for k, b, ms in self.learned_instances if k == source}
-        return sorted(merged.items()), factor
+    def _points(self) -> list[tuple[float, float]]:
+        """Learned points override seed points of the same bucket."""
+        merged = {_bucket(b): ms for b, ms in self.seed}
+        merged.update(dict(self.learned))
+        return sorted(merged.items())
 
     def compute_ms(self, batch_size: float, instances: int = 1) -> float:
-        """Compute time of one batch while `instances` run per pod: interpolated between points,
+        """Compute time of one batch while `instances` batches run on the pod: interpolated between points,
         conservative beyond them."""
-        points, factor = self._points(instances)
-        return factor * _interpolate(points, batch_size)
+        slowdown = 1.0 + (1.0 if self.contention is None else self.contention) * (max(1, instances) - 1)
+        return slowdown * _interpolate(self._points(), batch_size)
 
     def capacity_per_replica(self, max_batch_size: int, instances: int = 1) -> float:
         """Requests/s one replica serves at best, over batch sizes 1..max_batch_size."""
         largest = float(max(1, max_batch_size))
-        points, _ = self._points(instances)
         # b / compute_ms(b) is monotone between points, so its best is at a point or at an end.
-        sizes = {1.0, largest, *(b for b, _ in points if 1.0 <= b <= largest)}
+        sizes = {1.0, largest, *(b for b, _ in self._points() if 1.0 <= b <= largest)}
         return max(instances * b / self.compute_ms(b, instances) * 1000.0 for b in sizes)
 
     def predict(self, arrival_rate: float, candidate: Candidate, percentile: int) -> Prediction:
@@ -138,19 +124,27 @@ class CapacityModel:
         latency_ms = (fill_s + residual_s + service_s + queue_s) * 1000.0 + self.overhead_ms
         return Prediction(latency_ms, utilization, batch)
 
-    def learn(self, batch_size: float, compute_ms: float, instances: int = 1) -> CapacityModel:
-        """The model with one more measurement of the compute time of a batch of about batch_size, taken while
-        the pods ran `instances` model instances."""
+    def learn(self, batch_size: float, compute_ms: float) -> CapacityModel:
+        """The model with one more measurement of the compute time of a batch of about batch_size running alone."""
         if not (batch_size >= 1.0 and compute_ms > 0.0 and math.isfinite(compute_ms)):
             return self
         key = _bucket(batch_size)
-        if instances > 1:
-            per_count = {(k, b): ms for k, b, ms in self.learned_instances}
-            per_count[(instances, key)] = _average(per_count.get((instances, key)), compute_ms)
-            return replace(self, learned_instances=tuple(sorted((k, b, ms) for (k, b), ms in per_count.items())))
         table = dict(self.learned)
         table[key] = _average(table.get(key), compute_ms)
         return replace(self, learned=tuple(sorted(table.items())))
+
+    def learn_contention(self, measured: Iterable[tuple[float, float, int]], in_flight: float) -> CapacityModel:
+        """The model after batches measured while `in_flight` of them ran on each pod on average:
+        (batch size, mean compute ms, executions). Each took 1 + contention * (in_flight - 1) times its time
+        alone; unchanged below MIN_OVERLAP or without a curve to compare with."""
+        if in_flight < MIN_OVERLAP or not self.known:
+            return self
+        weighted = [(n * ms / _interpolate(self._points(), b), n) for b, ms, n in measured if n > 0 and ms > 0]
+        if not weighted:
+            return self
+        slowdown = sum(s for s, _ in weighted) / sum(n for _, n in weighted)
+        seen = min(1.0, max(0.0, (slowdown - 1.0) / (in_flight - 1.0)))
+        return replace(self, contention=_average(self.contention, seen))
 
     def calibrate(self, observed_ms: float, predicted_without_overhead_ms: float) -> CapacityModel:
         """Learn the overhead from a fresh observation the curve alone under-predicts (never below zero)."""

@@ -7,9 +7,10 @@ latency of every (replica count, queue delay) at the observed arrival rate, and 
 capacity, it says so (BatchingBound) instead of adding replicas. spec.replicas pins the count (ManualReplicas).
 While the model knows nothing yet it falls back to the reactive rule.
 
-Instances per pod (auto with spec.batching.maxInstanceCount): the model assumes no gain from an instance count
-it has not measured, so before adding a replica the planner tries one instance more on the running pods
-(ProbingInstances), learns that count's compute times, and from then on weighs it like any other candidate.
+Instances per pod (auto with spec.batching.maxInstanceCount): the model assumes instances gain nothing until it
+has measured how batches in flight together slow each other (contention), so before adding a replica the planner
+tries one instance more on the running pods (ProbingInstances), learns the contention from Triton's statistics,
+and from then on weighs every instance count like any other candidate.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass, replace
 from batchpilot.api.spec import InferenceServiceSpec
 from batchpilot.control import step_rule
 from batchpilot.control.batch_stats import MIN_EXECUTIONS
-from batchpilot.control.capacity import Candidate, CapacityModel, Prediction
+from batchpilot.control.capacity import MIN_OVERLAP, Candidate, CapacityModel, Prediction
 from batchpilot.control.types import Decision, History, Observation
 
 TARGET_FRACTION = 0.8
@@ -93,9 +94,14 @@ def learn(spec: InferenceServiceSpec, obs: Observation, model: CapacityModel, hi
     Triton's per-batch-size statistics, when they arrived, are learned as they are; only without them the
     mean batch size and mean compute time stand in (a mix of batch sizes blurs that pair).
     """
-    for batch_size, compute_ms, executions in obs.batch_compute:
-        if executions >= MIN_EXECUTIONS:
-            model = model.learn(batch_size, compute_ms, obs.instance_count)
+    measured = [(b, ms, n) for b, ms, n in obs.batch_compute if n >= MIN_EXECUTIONS]
+    in_flight = obs.concurrency or 0.0
+    if obs.instance_count > 1 and in_flight >= MIN_OVERLAP and model.known:
+        # Batches ran side by side: their times tell the contention, not the time of a batch alone.
+        model = model.learn_contention(measured, in_flight)
+    else:
+        for batch_size, compute_ms, _ in measured:
+            model = model.learn(batch_size, compute_ms)
     if obs.avg_batch_size is None or obs.compute_ms is None or not obs.arrival_rate:
         return model
     if not obs.batch_compute and obs.instance_count == 1:
@@ -244,7 +250,7 @@ def _planned(spec: InferenceServiceSpec, obs: Observation, history: History, now
     breach = fresh_ms > slo
     if history.probe_since is not None:
         probe = history.probed[-1]
-        if now - history.probe_since < PROBE_S and probe not in model.measured_instances() and not breach:
+        if now - history.probe_since < PROBE_S and model.contention is None and not breach:
             delay, instances = obs.queue_delay_us if obs.queue_delay_us is not None else delay, probe
             return decision(current, "ProbingInstances", f"{seen}; measuring {probe} instance(s) per pod for "
                             f"{now - history.probe_since:.0f}s of at most {PROBE_S:.0f}s before adding a replica",
@@ -270,9 +276,9 @@ def _planned(spec: InferenceServiceSpec, obs: Observation, history: History, now
             return decision(current, "ScaleUpCooldown", f"{seen}; last change {since:.0f}s ago",
                             replace(history, calm_since=None))
         more = obs.instance_count + 1
-        if not breach and bound is None and more in instance_choices(spec) and \
-                more not in model.measured_instances() and more not in history.probed:
-            # The model assumes no gain from a count it has not measured: measure it before buying a GPU.
+        if not breach and bound is None and more in instance_choices(spec) and model.contention is None and \
+                more not in history.probed:
+            # The model assumes instances gain nothing until it has seen them side by side: look before buying.
             delay = obs.queue_delay_us if obs.queue_delay_us is not None else delay
             instances = more
             return decision(current, "ProbingInstances", f"{seen}; trying {more} instance(s) per pod before "

@@ -38,6 +38,9 @@ class Observation:
     batch_compute: tuple[tuple[int, float, int], ...] = ()
     """(batch size, mean compute ms of one batch, executions) per batch size since the last tick, from Triton's
     per-pod statistics; empty when none could be read (the capacity model then learns from the means above)."""
+    concurrency: float | None = None
+    """Mean batches in flight per ready pod since the last tick, from the same statistics (at most the instance
+    count); None when no pod was seen at both ticks."""
     gpu_utilization: float | None = None
     """Mean GPU utilization of the service's pods, 0..1; None without GPU metrics (CPU). Shown, not planned on."""
 

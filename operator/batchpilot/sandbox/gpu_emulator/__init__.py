@@ -1,7 +1,7 @@
 """A Triton Python-backend model that behaves like a GPU running a profiled network (see model.py).
 
 The model version directory holds model.py, its sibling profile_curve.py (the interpolation, shared with
-batchpilot), profile.json (a measured curve from sandbox/profiles) and emulator.json (time_scale).
+batchpilot), profile.json (a measured curve from sandbox/profiles) and emulator.json (time_scale, overlap).
 """
 
 from __future__ import annotations
@@ -35,20 +35,22 @@ def profile_path(profile: str) -> Path:
     )
 
 
-def model_files(profile: str = DEFAULT_PROFILE, time_scale: float = 1.0) -> dict[str, str]:
-    """File name -> text for the emulator's model version directory."""
+def model_files(profile: str = DEFAULT_PROFILE, time_scale: float = 1.0, overlap: float = 0.0) -> dict[str, str]:
+    """File name -> text for the emulator's model version directory (see EmulatorSettings for the knobs)."""
     if time_scale < 0:
         raise ValueError(f"time_scale must be >= 0, got {time_scale}")
+    if not 0.0 <= overlap <= 1.0:
+        raise ValueError(f"overlap must be within 0..1, got {overlap}")
     profile_text = profile_path(profile).read_text()
     ProfileCurve.from_json(profile_text)  # fail here, not inside Triton, on a malformed profile
     files = {name: (PACKAGE_DIR / name).read_text() for name in MODEL_SOURCES}
     files[PROFILE_FILE] = profile_text
-    files[EMULATOR_FILE] = json.dumps({"time_scale": time_scale}) + "\n"
+    files[EMULATOR_FILE] = json.dumps({"time_scale": time_scale, "overlap": overlap}) + "\n"
     return files
 
 
 def model_configmap(
-    name: str, namespace: str, profile: str = DEFAULT_PROFILE, time_scale: float = 1.0
+    name: str, namespace: str, profile: str = DEFAULT_PROFILE, time_scale: float = 1.0, overlap: float = 0.0
 ) -> dict[str, Any]:
     """ConfigMap manifest whose keys are the model version directory's files (mount it at <model>/1)."""
     return {
@@ -64,7 +66,8 @@ def model_configmap(
             "annotations": {
                 "batchpilot.dev/gpu-profile": profile,
                 "batchpilot.dev/time-scale": str(time_scale),
+                "batchpilot.dev/overlap": str(overlap),
             },
         },
-        "data": model_files(profile, time_scale),
+        "data": model_files(profile, time_scale, overlap),
     }

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from .profile_curve import PROFILE_FILE, ProfileCurve, batch_seconds, load_time_scale
+from .profile_curve import PROFILE_FILE, ProfileCurve, batch_seconds, load_settings
 
 DEFAULT_TENSOR = {"data_type": "TYPE_FP32", "dims": [4]}
 
@@ -39,21 +39,24 @@ class TritonPythonModel:
         model_dir = Path(__file__).resolve().parent
         config = json.loads(args["model_config"])
         self.curve = ProfileCurve.from_json((model_dir / PROFILE_FILE).read_text())
-        self.time_scale = load_time_scale(model_dir)
+        self.settings = load_settings(model_dir)
         self.batched = int(config.get("max_batch_size", 0)) > 0
         self.input_name = config["input"][0]["name"]
         output = config["output"][0]
         self.output_name = output["name"]
         self.output_dtype = pb_utils.triton_string_to_numpy(output["data_type"])
-        # flock on the model directory: instances of this model (one pod) share one emulated GPU
+        # flock on the model directory: instances of this model (one pod) share one emulated GPU; the
+        # overlapping part of a batch runs outside the lock
         self.lock_fd = os.open(model_dir, os.O_RDONLY)
 
     def execute(self, requests: list[Any]) -> list[Any]:
         arrays = [pb_utils.get_input_tensor_by_name(r, self.input_name).as_numpy() for r in requests]
         batch_size = sum(int(a.shape[0]) if self.batched and a.ndim else 1 for a in arrays)
+        seconds = batch_seconds(self.curve, batch_size, self.settings.time_scale)
+        time.sleep(seconds * self.settings.overlap)
         fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
         try:
-            time.sleep(batch_seconds(self.curve, batch_size, self.time_scale))
+            time.sleep(seconds * (1.0 - self.settings.overlap))
         finally:
             fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
         return [
