@@ -20,7 +20,7 @@ from batchpilot.sandbox.demo import Row, load_step
 from batchpilot.sandbox.gpu_emulator import model_files
 from batchpilot.sandbox.process import spawn, stop_process, tail
 from batchpilot.sandbox.sample import SampleService
-from batchpilot.sandbox.service_watch import ServiceWatch
+from batchpilot.sandbox.service_watch import ServiceSample, ServiceWatch
 from batchpilot.sandbox.stack import Sandbox
 from batchpilot.sandbox.triton_runtime import find_triton, prepare_backend_dir, server_argv, triton_env
 
@@ -73,6 +73,30 @@ def infer(address: str, model: str) -> list[float]:
     with urllib.request.urlopen(request, timeout=10) as resp:
         data: list[float] = json.loads(resp.read())["outputs"][0]["data"]
         return data
+
+
+class SampleRun:
+    """One sample service through a load schedule in the sandbox, then deleted: what the load generator saw
+    (rows), the service as sampled each second, its last status and a report (load lines, Events, operator
+    log) to print."""
+
+    def __init__(self, sandbox: Sandbox, sample: SampleService, schedule: str) -> None:
+        watches: list[ServiceWatch] = []
+        lines: list[str] = []
+        try:
+            self.rows = load_step(sandbox, sample, schedule, lines.append, on_start=watches.append)
+            self.status: dict[str, Any] = json.loads(sandbox.kubectl(
+                "get", "inferenceservice", "-n", sample.namespace, sample.name, "-o", "json"))["status"]
+            self.events = sandbox.kubectl("get", "events", "-n", sample.namespace, "--field-selector",
+                                          "involvedObject.kind=InferenceService", check=False)
+        finally:
+            sandbox.kubectl("delete", "namespace", sample.namespace, "--wait=true", "--timeout=120s", check=False)
+        self.samples: list[ServiceSample] = watches[0].samples
+        self.report = "\n".join(lines) + "\n" + self.events + "\noperator log:\n" + \
+            tail(sandbox.logs / "operator.log", 20)
+
+    def replica_seconds(self) -> float:
+        return sum(a.replicas * (b.at - a.at) for a, b in zip(self.samples, self.samples[1:], strict=False))
 
 
 class BackgroundLoad:

@@ -149,10 +149,12 @@ def control(body: kopf.Body, spec: kopf.Spec, name: str, namespace: str | None, 
     patch.status["observed"] = render.observed(obs, now)
     metrics.record_tick(namespace, name, parsed.slo.latency_ms, decision.replicas, obs.ready_replicas,
                         obs.latency_ms, decision.reason)
-    if result.acted:
-        patch.status["lastDecision"] = render.last_decision(obs, decision, now)
-        kopf.event(body, type="Normal", reason=decision.reason, message=decision.message)
     retuned = result.retune
+    changed = retuned.tuning if retuned is not None and retuned.changed and retuned.error is None else None
+    if result.acted or changed is not None:
+        patch.status["lastDecision"] = render.last_decision(obs, decision, now, changed)
+    if result.acted:
+        kopf.event(body, type="Normal", reason=decision.reason, message=decision.message)
     if retuned is not None:
         failed = retuned.error is not None
         metrics.queue_delay_us.labels(*labels).set(float("nan") if failed else retuned.tuning.queue_delay_us)

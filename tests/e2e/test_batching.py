@@ -5,45 +5,23 @@ longer): the planner says so (BatchingBound) instead of buying replicas, so auto
 
 from __future__ import annotations
 
-import json
-
-from batchpilot.sandbox.demo import Row, load_step
-from batchpilot.sandbox.process import tail
 from batchpilot.sandbox.sample import SampleService
-from batchpilot.sandbox.service_watch import ServiceSample, ServiceWatch
 from batchpilot.sandbox.stack import Sandbox
+from support import SampleRun
 
 POOR_DELAY_US = 300_000
 """A delay a model owner might copy from a throughput benchmark: at 20 req/s a batch of 4 waits ~150-300 ms."""
 SCHEDULE = "100s@20"
 
 
-def run(sandbox: Sandbox, sample: SampleService) -> tuple[list[Row], list[ServiceSample], dict[str, object], str]:
-    watches: list[ServiceWatch] = []
-    lines: list[str] = []
-    try:
-        rows = load_step(sandbox, sample, SCHEDULE, lines.append, on_start=watches.append)
-        status = json.loads(sandbox.kubectl("get", "inferenceservice", "-n", sample.namespace, sample.name,
-                                            "-o", "json"))["status"]
-        events = sandbox.kubectl("get", "events", "-n", sample.namespace, "--field-selector",
-                                 "involvedObject.kind=InferenceService", check=False)
-    finally:
-        sandbox.kubectl("delete", "namespace", sample.namespace, "--wait=true", "--timeout=120s", check=False)
-    report = "\n".join(lines) + "\n" + events + "\noperator log:\n" + tail(sandbox.logs / "operator.log", 20)
-    return rows, watches[0].samples, status, report
-
-
-def replica_seconds(samples: list[ServiceSample]) -> float:
-    return sum(a.replicas * (b.at - a.at) for a, b in zip(samples, samples[1:], strict=False))
-
-
 def test_auto_batching_meets_the_slo_fixed_is_diagnosed_and_no_request_fails(sandbox: Sandbox) -> None:
     common = {"max_queue_delay_us": POOR_DELAY_US, "model": "resnet50"}
     fixed = SampleService(name="fixed", namespace="e2e-batching-fixed", batching_mode="fixed", **common)  # type: ignore[arg-type]
     auto = SampleService(name="auto", namespace="e2e-batching-auto", batching_mode="auto", **common)  # type: ignore[arg-type]
-    fixed_rows, fixed_samples, fixed_status, fixed_report = run(sandbox, fixed)
-    auto_rows, auto_samples, auto_status, auto_report = run(sandbox, auto)
-    fixed_cost, auto_cost = replica_seconds(fixed_samples), replica_seconds(auto_samples)
+    f, a = SampleRun(sandbox, fixed, SCHEDULE), SampleRun(sandbox, auto, SCHEDULE)
+    fixed_rows, fixed_samples, fixed_status, fixed_report = f.rows, f.samples, f.status, f.report
+    auto_rows, auto_samples, auto_status, auto_report = a.rows, a.samples, a.status, a.report
+    fixed_cost, auto_cost = f.replica_seconds(), a.replica_seconds()
     late = [r for r in auto_rows if r.t_s > 60]
     summary = (f"replica-seconds fixed {fixed_cost:.0f} vs auto {auto_cost:.0f}; p95 last 40 s: fixed "
                f"{[round(r.p95_ms or 0) for r in fixed_rows if r.t_s > 60]} auto {[round(r.p95_ms or 0) for r in late]}")

@@ -8,6 +8,7 @@ from batchpilot.adapters.promql import ServiceQueries, escape_label_value
 from batchpilot.api.parse import SpecError, parse_spec
 from batchpilot.api.spec import InferenceServiceSpec
 from batchpilot.build import status
+from batchpilot.build.batching import Tuning
 from batchpilot.build.children import CONFIG_HASH_ANNOTATION, children, deployment
 from batchpilot.build.config_pbtxt import render_config_pbtxt
 from batchpilot.control.types import Decision, History, Observation
@@ -182,6 +183,12 @@ def test_a_restarted_operator_remembers_when_it_last_acted() -> None:
                                    Decision(2, "ScaleUp", "m"), 1_700_000_000.0)
     assert status.resumed_history({"lastDecision": decided}).last_scale_at == 1_700_000_000.0
     assert status.resumed_history({}) == History()
+    retuned = status.last_decision(Observation(at=0, replicas=1, ready_replicas=1, queue_delay_us=2000),
+                                   Decision(1, "ProbingInstances", "m"), 1_700_000_000.0, Tuning(2000, 2))
+    assert retuned["batching"] == {"from": {"maxQueueDelayMicroseconds": 2000, "instanceCount": 1},
+                                   "to": {"maxQueueDelayMicroseconds": 2000, "instanceCount": 2}}
+    assert "batching" not in decided
+    assert status.resumed_history({"lastDecision": retuned}) == History()  # a retune starts no scaling cooldown
 
 
 def test_api_errors_show_the_api_servers_message() -> None:

@@ -240,3 +240,12 @@ def test_a_preferred_batch_size_shortens_the_predicted_wait() -> None:
     plain = model.predict(20, Candidate(1, 32, 200_000), 95).latency_ms
     preferred = model.predict(20, Candidate(1, 32, 200_000, (2, 8)), 95).latency_ms
     assert preferred < plain - 100  # dispatch at 2 requests (~50 ms apart at 20/s), not after the 200 ms delay
+
+
+def test_batches_stop_growing_at_the_largest_preferred_size() -> None:
+    model = CapacityModel.from_profile(PROFILE)
+    plain = model.predict(400, Candidate(1, 32, 0), 95)
+    capped = model.predict(400, Candidate(1, 32, 0, (2, 4)), 95)
+    assert capped.batch_size <= 4 < plain.batch_size
+    assert capped.utilization == pytest.approx(400 / model.capacity_per_replica(4))
+    assert capped.utilization > plain.utilization

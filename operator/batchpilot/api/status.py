@@ -39,6 +39,24 @@ class ReplicaChange(ApiModel):
     """Replicas after."""
 
 
+class BatchingValues(ApiModel):
+    """Dynamic batching of the pods at one moment."""
+
+    max_queue_delay_microseconds: int | None = None
+    """Queue delay (absent: unknown, the spec's was assumed)."""
+    instance_count: int
+    """Model instances per pod."""
+
+
+class BatchingChange(ApiModel):
+    """The pods' batching before and after a retune."""
+
+    from_: BatchingValues = Field(alias="from")
+    """Before."""
+    to: BatchingValues
+    """After."""
+
+
 class LastDecision(ApiModel):
     """The control loop's latest decision and why."""
 
@@ -50,6 +68,8 @@ class LastDecision(ApiModel):
     """Human-readable explanation with the inputs that drove it."""
     replicas: ReplicaChange
     """Replica count before and after."""
+    batching: BatchingChange | None = None
+    """The pods' batching before and after, when the decision retuned them (absent: unchanged)."""
     predicted_latency_ms: float | None = None
     """Latency the capacity model predicted for the new replica count (absent: no model yet)."""
 

@@ -8,7 +8,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from batchpilot.api.spec import InferenceServiceSpec
-from batchpilot.api.status import AppliedBatching, LastDecision, ObservedMetrics, ReplicaChange
+from batchpilot.api.status import (
+    AppliedBatching,
+    BatchingChange,
+    BatchingValues,
+    LastDecision,
+    ObservedMetrics,
+    ReplicaChange,
+)
 from batchpilot.build.batching import Tuning
 from batchpilot.build.pod_health import PodHealth, assess
 from batchpilot.control.types import Decision, History, Observation
@@ -106,11 +113,16 @@ def observed(obs: Observation, now: float) -> dict[str, Any]:
     ).model_dump(by_alias=True, mode="json")
 
 
-def last_decision(obs: Observation, decision: Decision, now: float) -> dict[str, Any]:
-    """status.lastDecision for a decision that changed something."""
+def last_decision(obs: Observation, decision: Decision, now: float, retuned: Tuning | None = None) -> dict[str, Any]:
+    """status.lastDecision for a decision that changed something: the replicas, and the pods' batching when a
+    retune pass changed them to `retuned`."""
+    batching = None if retuned is None else BatchingChange.model_validate({
+        "from": BatchingValues(max_queue_delay_microseconds=obs.queue_delay_us, instance_count=obs.instance_count),
+        "to": BatchingValues(max_queue_delay_microseconds=retuned.queue_delay_us,
+                             instance_count=retuned.instance_count)})
     return LastDecision(
         at=rfc3339(now), reason=decision.reason, message=decision.message,
-        replicas=ReplicaChange.model_validate({"from": obs.replicas, "to": decision.replicas}),
+        replicas=ReplicaChange.model_validate({"from": obs.replicas, "to": decision.replicas}), batching=batching,
         predicted_latency_ms=_finite(decision.predicted_latency_ms),
     ).to_wire()
 
@@ -120,9 +132,10 @@ def resumed_history(status: dict[str, Any]) -> History:
 
     Cooldowns then survive a restart, so an action is never doubled; what the model learned is relearned.
     """
-    at = (status.get("lastDecision") or {}).get("at")
-    if not at:
-        return History()
+    last = status.get("lastDecision") or {}
+    at, replicas = last.get("at"), last.get("replicas") or {}
+    if not at or replicas.get("from") == replicas.get("to"):
+        return History()  # no decision, or one that only retuned batching: no scaling cooldown to resume
     when = dt.datetime.strptime(at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC).timestamp()
     return History(last_scale_at=when)
 

@@ -100,7 +100,9 @@ class CapacityModel:
         replicas = max(1, candidate.replicas)
         k = max(1, candidate.instance_count)
         rate = max(0.0, arrival_rate) / replicas
-        largest = max(1, candidate.max_batch_size)
+        preferred = [p for p in candidate.preferred_batch_sizes if 1 <= p <= max(1, candidate.max_batch_size)]
+        # With preferred sizes Triton sends the largest preferred size it can form: batches stop growing there.
+        largest = max(preferred, default=max(1, candidate.max_batch_size))
         utilization = rate / self.capacity_per_replica(largest, k)
         if utilization >= 1.0:
             return Prediction(math.inf, utilization, float(largest))
@@ -116,7 +118,7 @@ class CapacityModel:
         # Triton holds a batch short of the largest (or of the smallest preferred size) until its oldest request
         # has waited the queue delay; what arrived during the batch in progress already counts toward filling it.
         fill_s = 0.0
-        target = min((p for p in candidate.preferred_batch_sizes if 1 <= p <= largest), default=largest)
+        target = min(preferred, default=largest)
         if target > 1 and rate > 0:
             fill_s = max(0.0, min(candidate.max_queue_delay_us / 1e6, (target - 1) / rate) - busy * service_s / k)
         # Queueing beyond the next batch: heavy-traffic bulk-service approximation, exponential tail.

@@ -33,6 +33,10 @@ class SampleService:
     max_queue_delay_us: int = 2000
     with_profile: bool = True
     """Seed the capacity model with the emulator's profile (as a user would with one measured offline)."""
+    max_instance_count: int | None = None
+    """spec.batching.maxInstanceCount (auto mode may then run more model instances per pod)."""
+    overlap: float = 0.0
+    """The emulator's overlap: 0, instances take turns on the emulated GPU; 1, they never contend."""
 
     @property
     def model_configmap_name(self) -> str:
@@ -58,16 +62,23 @@ class SampleService:
                 "runtime": {"resources": {"requests": {"cpu": "100m", "memory": "512Mi"},
                                           "limits": {"memory": "512Mi", "nvidia.com/gpu": 1}}},
                 "slo": {"latencyMs": self.latency_ms},
-                "batching": {"mode": self.batching_mode, "maxQueueDelayMicroseconds": self.max_queue_delay_us},
+                "batching": self.batching(),
                 "autoscaling": {"minReplicas": self.min_replicas, "maxReplicas": self.max_replicas,
                                 "scaleDown": {"stabilizationSeconds": self.scale_down_stabilization_seconds}},
             },
         }
 
+    def batching(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"mode": self.batching_mode, "maxQueueDelayMicroseconds": self.max_queue_delay_us}
+        if self.max_instance_count is not None:
+            out["maxInstanceCount"] = self.max_instance_count
+        return out
+
     def manifests(self) -> list[dict[str, Any]]:
         """Namespace, model ConfigMap and InferenceService, in apply order."""
         namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}}
-        model = model_configmap(self.model_configmap_name, self.namespace, self.profile_name, self.time_scale)
+        model = model_configmap(self.model_configmap_name, self.namespace, self.profile_name, self.time_scale,
+                                self.overlap)
         return [namespace, model, self.inference_service()]
 
     def yaml(self) -> str:
