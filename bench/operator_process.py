@@ -36,8 +36,11 @@ class Footprint:
 class OperatorProcess:
     """The operator, cluster-wide, with its log in log_path; stopped on exit."""
 
-    def __init__(self, control_plane: ControlPlane, log_path: Path, control_interval_s: float = 15.0) -> None:
+    def __init__(self, control_plane: ControlPlane, log_path: Path, control_interval_s: float = 15.0,
+                 kubeconfig: Path | None = None) -> None:
         self.control_plane = control_plane
+        self.kubeconfig = kubeconfig or Path(control_plane.kubeconfig)
+        """Whose credentials the operator runs with: the control plane's admin unless given."""
         self.log_path = log_path
         self.control_interval_s = control_interval_s
         self.metrics_port = free_port()
@@ -55,7 +58,7 @@ class OperatorProcess:
         self._closed_port.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
         env = {
             **os.environ, "PYTHONUNBUFFERED": "1",
-            "KUBECONFIG": str(self.control_plane.kubeconfig),
+            "KUBECONFIG": str(self.kubeconfig),
             "BATCHPILOT_PROMETHEUS_URL": f"http://127.0.0.1:{self._closed_port.getsockname()[1]}",
             "BATCHPILOT_CONTROL_INTERVAL_SECONDS": str(self.control_interval_s),
             "BATCHPILOT_METRICS_PORT": str(self.metrics_port),

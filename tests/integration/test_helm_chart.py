@@ -1,0 +1,175 @@
+"""The Helm chart (charts/batchpilot): lint and its values schema, what it renders, and a real `helm install` on
+the local API server, after which the operator runs with the chart's ServiceAccount token and only the chart's
+RBAC: it must reconcile a service, write its status, post Events and scale, with no Forbidden in its log."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from bench.operator_process import OperatorProcess
+from prometheus_client.metrics import MetricWrapperBase
+
+from batchpilot import metrics
+from batchpilot.build.names import ChildNames
+from batchpilot.sandbox.controlplane import ControlPlane
+from batchpilot.sandbox.paths import helm_binary
+from support import kubectl_run, wait_for
+
+CHART = Path(__file__).resolve().parents[2] / "charts" / "batchpilot"
+KUBE_VERSION = "1.33.0"
+RELEASE, RELEASE_NS, SERVICE_NS = "bp", "batchpilot-system", "chart-rbac"
+ACCOUNT = "bp-batchpilot"  # the release's full name
+
+
+def helm(*args: str, kubeconfig: str | None = None) -> subprocess.CompletedProcess[str]:
+    argv = [str(helm_binary()), *args, *([f"--kubeconfig={kubeconfig}"] if kubeconfig else [])]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120)
+
+
+def render(*sets: str) -> list[dict[str, Any]]:
+    args = [f"--set={s}" for s in sets]
+    out = helm("template", RELEASE, str(CHART), "-n", RELEASE_NS, "--kube-version", KUBE_VERSION, *args)
+    assert out.returncode == 0, out.stderr
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+def test_lint_passes_and_the_schema_names_a_bad_value() -> None:
+    ok = helm("lint", str(CHART))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    wrong_type = helm("lint", str(CHART), "--set", "controlIntervalSeconds=fast")
+    assert wrong_type.returncode != 0 and "/controlIntervalSeconds': got string, want number" in wrong_type.stdout
+    misspelt = helm("lint", str(CHART), "--set", "prometheusURL=http://prometheus:9090")
+    assert misspelt.returncode != 0 and "prometheusURL" in misspelt.stdout
+    bad_url = helm("lint", str(CHART), "--set", "prometheusUrl=prometheus:9090")
+    assert bad_url.returncode != 0 and "/prometheusUrl" in bad_url.stdout
+
+
+def test_defaults_render_the_operator_with_its_settings() -> None:
+    docs = render()
+    assert [d["kind"] for d in docs] == ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service",
+                                         "Deployment"]
+    deployment = docs[-1]
+    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"]["type"] == "Recreate"
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert container["image"] == "batchpilot/batchpilot:0.1.0" and container["args"] == ["operator"]
+    assert env["BATCHPILOT_PROMETHEUS_URL"] == "http://prometheus-operated.monitoring.svc:9090"
+    assert env["BATCHPILOT_FETCHER_IMAGE"] == "batchpilot/batchpilot:0.1.0"
+    assert env["BATCHPILOT_CONTROL_INTERVAL_SECONDS"] == "15" and pod["serviceAccountName"] == ACCOUNT
+    tuned = render("image.tag=0.2.0", "prometheusUrl=http://prom:9090", "verbose=true", "rbac.create=false",
+                   "serviceAccount.create=false", "serviceAccount.name=ops")
+    assert [d["kind"] for d in tuned] == ["Service", "Deployment"]
+    container = tuned[-1]["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "batchpilot/batchpilot:0.2.0" and container["args"] == ["operator", "--verbose"]
+    assert {"name": "BATCHPILOT_PROMETHEUS_URL", "value": "http://prom:9090"} in container["env"]
+
+
+def test_alerts_and_service_monitor_use_the_metrics_the_operator_exports() -> None:
+    docs = render("alerts.enabled=true", "metrics.serviceMonitor.enabled=true")
+    kinds = [d["kind"] for d in docs]
+    assert "ServiceMonitor" in kinds and "PrometheusRule" in kinds
+    rules = next(d for d in docs if d["kind"] == "PrometheusRule")["spec"]["groups"][0]["rules"]
+    exported = {m.describe()[0].name for m in vars(metrics).values() if isinstance(m, MetricWrapperBase)}
+    for rule in rules:
+        names = set(re.findall(r"batchpilot_[a-z_]+", rule["expr"]))
+        assert names and names <= exported | {f"{n}_total" for n in exported}, (rule["alert"], names, exported)
+
+
+def test_the_chart_carries_the_generated_crd() -> None:
+    committed = (CHART.parents[1] / "crds" / "batchpilot.dev_inferenceservices.yaml").read_text()
+    assert (CHART / "crds" / "batchpilot.dev_inferenceservices.yaml").read_text() == committed
+
+
+def service_account_kubeconfig(control_plane: ControlPlane, path: Path) -> Path:
+    token = kubectl_run(control_plane.kubeconfig, "create", "token", ACCOUNT, "-n", RELEASE_NS)
+    assert token.returncode == 0, token.stderr
+    config = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "sa",
+        "clusters": [{"name": "local", "cluster": {"server": control_plane.server,
+                                                   "certificate-authority": str(control_plane.ca_file)}}],
+        "users": [{"name": ACCOUNT, "user": {"token": token.stdout.strip()}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "local", "user": ACCOUNT}}],
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+INFERENCE_SERVICE = {
+    "apiVersion": "batchpilot.dev/v1alpha1", "kind": "InferenceService",
+    "metadata": {"name": "rbac", "namespace": SERVICE_NS},
+    "spec": {"model": {"name": "m", "repository": {"configMap": "m-files"}, "backend": "python", "maxBatchSize": 4},
+             "slo": {"latencyMs": 200}},
+}
+
+
+@pytest.fixture
+def release(control_plane: ControlPlane) -> Any:
+    kubeconfig = str(control_plane.kubeconfig)
+    out = helm("install", RELEASE, str(CHART), "-n", RELEASE_NS, "--create-namespace", kubeconfig=kubeconfig)
+    assert out.returncode == 0, out.stdout + out.stderr
+    try:
+        yield
+    finally:
+        helm("uninstall", RELEASE, "-n", RELEASE_NS, kubeconfig=kubeconfig)
+        kubectl_run(kubeconfig, "delete", "namespace", SERVICE_NS, RELEASE_NS, "--wait=false")
+
+
+def test_the_operator_works_with_only_the_charts_rbac(control_plane: ControlPlane, release: None,
+                                                      tmp_path: Path) -> None:
+    admin = control_plane.kubeconfig
+
+    def allowed(verb: str, group: str, resource: str, subresource: str = "") -> bool:
+        """A SubjectAccessReview for the chart's ServiceAccount (no discovery: works for absent CRDs too)."""
+        review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": {
+            "user": f"system:serviceaccount:{RELEASE_NS}:{ACCOUNT}",
+            "groups": ["system:serviceaccounts", f"system:serviceaccounts:{RELEASE_NS}", "system:authenticated"],
+            "resourceAttributes": {"verb": verb, "group": group, "resource": resource, "subresource": subresource}}}
+        out = kubectl_run(admin, "create", "-f", "-", "-o", "json", stdin=json.dumps(review))
+        assert out.returncode == 0, out.stderr
+        return bool(json.loads(out.stdout)["status"].get("allowed"))
+
+    assert allowed("create", "monitoring.coreos.com", "podmonitors")
+    assert allowed("patch", "apps", "deployments", "scale")
+    assert allowed("patch", "batchpilot.dev", "inferenceservices", "status")
+    assert not allowed("delete", "apps", "deployments")
+    assert not allowed("update", "batchpilot.dev", "inferenceservices")
+    assert not allowed("get", "", "secrets")
+
+    as_account = service_account_kubeconfig(control_plane, tmp_path / "sa.kubeconfig")
+    log = tmp_path / "operator.log"
+    with OperatorProcess(control_plane, log, control_interval_s=2.0, kubeconfig=as_account):
+        kubectl_run(admin, "create", "namespace", SERVICE_NS)
+        applied = kubectl_run(admin, "apply", "-f", "-", stdin=json.dumps(INFERENCE_SERVICE))
+        assert applied.returncode == 0, applied.stderr
+
+        def get(*args: str) -> Any:
+            out = kubectl_run(admin, "get", *args, "-n", SERVICE_NS, "-o", "json")
+            return json.loads(out.stdout) if out.returncode == 0 else None
+
+        def detail() -> str:
+            return log.read_text()[-3000:]
+
+        names = ChildNames("rbac")
+        children = [("deployment", names.deployment), ("service", names.service), ("configmap", names.config_map),
+                    ("poddisruptionbudget", names.pod_disruption_budget)]
+        wait_for("the children", lambda: all(get(kind, name) for kind, name in children), 60, detail)
+        wait_for("status written", lambda: (get("inferenceservice", "rbac") or {}).get("status", {}).get(
+            "observedGeneration") == 1, 60, detail)
+        wait_for("a tick's conditions", lambda: any(
+            c["type"] == "MetricsAvailable" for c in get("inferenceservice", "rbac")["status"].get("conditions", [])),
+            60, detail)
+        scaled = kubectl_run(admin, "scale", "inferenceservice/rbac", "-n", SERVICE_NS, "--replicas=2")
+        assert scaled.returncode == 0, scaled.stderr
+        wait_for("the Deployment scaled by the loop", lambda: get("deployment", "rbac")["spec"]["replicas"] == 2,
+                 60, detail)
+        wait_for("an Event posted", lambda: any(e["reason"] == "Reconciled" for e in get(
+            "events", "--field-selector", "involvedObject.name=rbac")["items"]), 60, detail)
+    text = log.read_text()
+    assert "Forbidden" not in text and "403" not in text, text[-5000:]
