@@ -241,6 +241,12 @@ def _planned(spec: InferenceServiceSpec, obs: Observation, history: History, now
         return Decision(replicas, reason, message, hist, predicted_latency_ms=predicted.latency_ms,
                         queue_delay_us=delay if auto else None, instance_count=instances if auto else None)
 
+    def probing(count: int, message: str, hist: History) -> Decision:
+        """Hold the replicas while the pods run `count` instances at the delay they run now (auto mode only)."""
+        kept = obs.queue_delay_us if obs.queue_delay_us is not None else delay
+        return replace(decision(current, "ProbingInstances", f"{seen}; {message}", hist), queue_delay_us=kept,
+                       instance_count=count)
+
     if current < bounds.min_replicas or current > bounds.max_replicas:
         to = min(bounds.max_replicas, max(bounds.min_replicas, current))
         reason = "BelowMinReplicas" if current < bounds.min_replicas else "AboveMaxReplicas"
@@ -251,10 +257,8 @@ def _planned(spec: InferenceServiceSpec, obs: Observation, history: History, now
     if history.probe_since is not None:
         probe = history.probed[-1]
         if now - history.probe_since < PROBE_S and model.contention is None and not breach:
-            delay, instances = obs.queue_delay_us if obs.queue_delay_us is not None else delay, probe
-            return decision(current, "ProbingInstances", f"{seen}; measuring {probe} instance(s) per pod for "
-                            f"{now - history.probe_since:.0f}s of at most {PROBE_S:.0f}s before adding a replica",
-                            replace(history, calm_since=None))
+            return probing(probe, f"measuring {probe} instance(s) per pod for {now - history.probe_since:.0f}s of "
+                           f"at most {PROBE_S:.0f}s before adding a replica", replace(history, calm_since=None))
         history = replace(history, probe_since=None)
     bound = batching_bound(spec, model, rate, slo * TARGET_FRACTION, target_util, delay, instances)
     if bound is not None:
@@ -279,11 +283,8 @@ def _planned(spec: InferenceServiceSpec, obs: Observation, history: History, now
         if not breach and bound is None and more in instance_choices(spec) and model.contention is None and \
                 more not in history.probed:
             # The model assumes instances gain nothing until it has seen them side by side: look before buying.
-            delay = obs.queue_delay_us if obs.queue_delay_us is not None else delay
-            instances = more
-            return decision(current, "ProbingInstances", f"{seen}; trying {more} instance(s) per pod before "
-                            f"adding a replica", replace(history, calm_since=None, probed=(*history.probed, more),
-                                                         probe_since=now))
+            return probing(more, f"trying {more} instance(s) per pod before adding a replica",
+                           replace(history, calm_since=None, probed=(*history.probed, more), probe_since=now))
         if bounds.scale_up.max_step is not None:
             planned = min(planned, current + bounds.scale_up.max_step)
         reason = "Panic" if breach else "ScaleUp"
