@@ -8,6 +8,8 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from batchpilot.api.spec import InferenceServiceSpec
 from batchpilot.control.capacity import Candidate, CapacityModel
@@ -125,3 +127,23 @@ def test_a_probe_that_measured_nothing_ends_after_its_limit_and_is_not_repeated(
 def test_fixed_mode_leaves_instances_alone() -> None:
     d = decide(spec(mode="fixed", most=3), obs(), History(), NOW)
     assert d.instance_count is None and d.queue_delay_us is None and d.reason == "ScaleUp"
+
+
+@settings(max_examples=60, deadline=None)
+@given(rate=st.floats(min_value=1, max_value=400), current=st.integers(1, 8), p95=st.floats(10, 2000))
+def test_a_measured_lack_of_gain_plans_exactly_as_one_instance_would(rate: float, current: int, p95: float) -> None:
+    saturated = History(model=replace(ONE, contention=1.0))
+    seen = replace(obs(rate=rate, p95=p95, queue=p95 / 2), replicas=current, ready_replicas=current)
+    alone = decide(spec(most=None), seen, saturated, NOW)
+    allowed = decide(spec(most=3), seen, saturated, NOW)
+    assert (allowed.replicas, allowed.reason, allowed.instance_count) == (alone.replicas, alone.reason, 1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(rate=st.floats(min_value=1, max_value=400), current=st.integers(1, 8), p95=st.floats(10, 2000),
+       contention=st.floats(0, 1))
+def test_instances_never_cost_replicas(rate: float, current: int, p95: float, contention: float) -> None:
+    """Whatever the measured contention, allowing more instances never plans more replicas than one would."""
+    known = History(model=replace(ONE, contention=contention))
+    seen = replace(obs(rate=rate, p95=p95, queue=p95 / 2), replicas=current, ready_replicas=current)
+    assert decide(spec(most=3), seen, known, NOW).replicas <= decide(spec(most=None), seen, known, NOW).replicas
