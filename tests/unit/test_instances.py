@@ -106,8 +106,12 @@ def test_a_breach_during_a_probe_scales_at_once() -> None:
 def test_a_count_that_measured_no_gain_is_given_back_and_the_replica_bought() -> None:
     probing = decide(spec(), obs(), History(), NOW).history
     d = decide(spec(), obs(instances=2, batch_compute=measured(1.9), in_flight=1.9), probing, NOW + 20)
-    assert (d.replicas, d.reason, d.instance_count) == (2, "ScaleUp", 1)
-    again = decide(spec(), obs(), replace(d.history, last_scale_at=None), NOW + 40)
+    assert (d.replicas, d.reason, d.instance_count) == (2, "ScaleUp", 2)  # the replica now, the reload later
+    assert "held: the last was 20s ago (at most one per 30s)" in d.message
+    later = decide(spec(), replace(obs(instances=2), replicas=2, ready_replicas=2, arrival_rate=120), d.history,
+                   NOW + 35)
+    assert later.instance_count == 1 and later.history.last_retune_at == NOW + 35
+    again = decide(spec(), obs(), replace(d.history, last_scale_at=None), NOW + 70)
     assert again.reason == "ScaleUp"  # measured: not probed again
 
 
@@ -122,6 +126,13 @@ def test_a_probe_that_measured_nothing_ends_after_its_limit_and_is_not_repeated(
     d = decide(spec(), obs(instances=2), probing, NOW + PROBE_S + 1)
     assert (d.replicas, d.reason, d.instance_count) == (2, "ScaleUp", 1)
     assert d.history.probed == (2,) and d.history.probe_since is None
+
+
+def test_retunes_are_paced_but_the_first_is_not() -> None:
+    first = decide(spec(), obs(), History(), NOW)
+    assert first.instance_count == 2 and first.history.last_retune_at == NOW
+    unknown = decide(spec(), replace(obs(), queue_delay_us=None), History(last_retune_at=NOW), NOW + 1)
+    assert unknown.queue_delay_us is not None  # the pods' batching unknown: the pass only reloads pods that differ
 
 
 def test_fixed_mode_leaves_instances_alone() -> None:

@@ -44,6 +44,9 @@ DELAY_GAIN = 0.1
 """A new queue delay must predict at least this much lower latency (or fewer replicas) to replace the current."""
 PROBE_S = 60.0
 """The longest a probe of one instance more holds the replica count while its compute times are measured."""
+RETUNE_INTERVAL_S = 30.0
+"""At most one change of the pods' batching this often: each reloads the model on every pod (~1.4 s during which
+its requests wait), and the statistics that judge it start from zero."""
 
 
 def candidate(spec: InferenceServiceSpec, replicas: int, delay_us: int | None = None,
@@ -190,11 +193,26 @@ def _ms(value: float) -> str:
 
 
 def decide(spec: InferenceServiceSpec, obs: Observation, history: History, now: float) -> Decision:
-    """The replicas (and, in auto batching, the queue delay) for this observation, with the reason."""
+    """The replicas (and, in auto batching, the queue delay and instances) for this observation, with the reason."""
     decision = _planned(spec, obs, history, now)
-    if spec.replicas is None or spec.paused:
+    if spec.replicas is not None and not spec.paused:
+        decision = _manual(spec, obs, decision, now)
+    return _paced(obs, decision, now)
+
+
+def _paced(obs: Observation, decision: Decision, now: float) -> Decision:
+    """The decision with a change of the pods' batching held back until RETUNE_INTERVAL_S after the last one."""
+    if decision.queue_delay_us is None or obs.queue_delay_us is None:
+        return decision  # batching left alone, or the pods' is unknown: the pass only reloads pods that differ
+    wanted = (decision.queue_delay_us, decision.instance_count or obs.instance_count)
+    if wanted == (obs.queue_delay_us, obs.instance_count):
         return decision
-    return _manual(spec, obs, decision, now)
+    last = decision.history.last_retune_at
+    if last is not None and now - last < RETUNE_INTERVAL_S:
+        held = (f"{decision.message}; retune to queue delay {wanted[0]} us, {wanted[1]} instance(s) held: the last "
+                f"was {now - last:.0f}s ago (at most one per {RETUNE_INTERVAL_S:.0f}s)")
+        return replace(decision, message=held, queue_delay_us=obs.queue_delay_us, instance_count=obs.instance_count)
+    return replace(decision, history=replace(decision.history, last_retune_at=now))
 
 
 def _manual(spec: InferenceServiceSpec, obs: Observation, planned: Decision, now: float) -> Decision:

@@ -62,6 +62,8 @@ class History:
     """Instance counts tried once already (a probe is not repeated, whatever it measured)."""
     probe_since: float | None = None
     """When the probe of one instance more began; None when none is running."""
+    last_retune_at: float | None = None
+    """When the loop last changed the pods' batching (each change reloads the model on every pod)."""
 
 
 @dataclass(frozen=True)
