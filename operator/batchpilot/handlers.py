@@ -154,6 +154,7 @@ def control(body: kopf.Body, spec: kopf.Spec, name: str, namespace: str | None, 
     if result.acted or changed is not None:
         patch.status["lastDecision"] = render.last_decision(obs, decision, now, changed)
     if result.acted:
+        patch.status["lastScaleTime"] = render.rfc3339(now)
         kopf.event(body, type="Normal", reason=decision.reason, message=decision.message)
     if retuned is not None:
         failed = retuned.error is not None

@@ -40,10 +40,16 @@ def test_a_killed_operator_resumes_without_repeating_its_action(sandbox: Sandbox
     samples = watch.samples
     rows = load.rows
 
-    # Not doubled: within the metrics window after the restart the count stays where the killed process left it.
-    window = [s for s in samples if killed <= s.at < killed + 15]
+    # Not doubled: a breach adds a replica at most once per metrics window (evidence newer than the last change),
+    # so until a window after the killed process's scale-up the count stays where it left it. The restarted
+    # process ticks within that time (startup plus one interval): without the resumed cooldown it would scale
+    # again at once. (Two seconds less: lastScaleTime has whole seconds, the samples come once a second.)
+    resumed_until = first.at + sandbox.config.metrics_window_s - 2
+    assert resumed_until > killed + 2 * sandbox.config.control_interval_s, "the window proves nothing"
+    window = [s for s in samples if killed <= s.at < resumed_until]
     assert window and all(s.replicas == first.replicas for s in window), \
         f"{[s.replicas for s in window]} after the restart, {first.replicas} before\n{report}"
+    assert status.get("lastScaleTime"), status
     # Not lost: the restarted operator goes on observing and deciding, and the service ends within the SLO.
     observed_at = dt.datetime.strptime(status["observed"]["at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
     assert observed_at.timestamp() > killed + 60, status

@@ -188,7 +188,9 @@ def test_a_restarted_operator_remembers_when_it_last_acted() -> None:
     assert retuned["batching"] == {"from": {"maxQueueDelayMicroseconds": 2000, "instanceCount": 1},
                                    "to": {"maxQueueDelayMicroseconds": 2000, "instanceCount": 2}}
     assert "batching" not in decided
-    assert status.resumed_history({"lastDecision": retuned}) == History()  # a retune starts no scaling cooldown
+    resumed = status.resumed_history({"lastDecision": retuned, "lastScaleTime": status.rfc3339(1_699_999_000.0)})
+    assert (resumed.last_scale_at, resumed.last_retune_at) == (1_699_999_000.0, 1_700_000_000.0)
+    assert status.resumed_history({"lastDecision": retuned}).last_scale_at is None
 
 
 def test_api_errors_show_the_api_servers_message() -> None:

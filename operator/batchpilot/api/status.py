@@ -118,6 +118,9 @@ class InferenceServiceStatus(ApiModel):
     batching: AppliedBatching | None = None
     """Batching applied to the pods (auto mode)."""
     last_decision: LastDecision | None = None
-    """Latest scaling decision."""
+    """Latest decision that changed replicas or batching."""
+    last_scale_time: str | None = None
+    """When the loop last changed the replica count (RFC 3339, as in HorizontalPodAutoscaler): a restarted operator
+    resumes its cooldowns from it."""
     conditions: list[Condition] | None = None
     """Ready, MetricsAvailable, Autoscaling, SLOMet."""

@@ -128,16 +128,22 @@ def last_decision(obs: Observation, decision: Decision, now: float, retuned: Tun
 
 
 def resumed_history(status: dict[str, Any]) -> History:
-    """The loop's memory after an operator restart: when it last acted, from status.lastDecision.at.
+    """The loop's memory after an operator restart: when it last scaled (status.lastScaleTime) and retuned
+    (status.lastDecision.at of a decision that changed batching).
 
     Cooldowns then survive a restart, so an action is never doubled; what the model learned is relearned.
     """
     last = status.get("lastDecision") or {}
-    at, replicas = last.get("at"), last.get("replicas") or {}
-    if not at or replicas.get("from") == replicas.get("to"):
-        return History()  # no decision, or one that only retuned batching: no scaling cooldown to resume
-    when = dt.datetime.strptime(at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC).timestamp()
-    return History(last_scale_at=when)
+    replicas = last.get("replicas") or {}
+    scaled = status.get("lastScaleTime") or (last.get("at") if replicas.get("from") != replicas.get("to") else None)
+    retuned = last.get("at") if last.get("batching") else None
+    return History(last_scale_at=_parse(scaled), last_retune_at=_parse(retuned))
+
+
+def _parse(at: str | None) -> float | None:
+    if not at:
+        return None
+    return dt.datetime.strptime(at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC).timestamp()
 
 
 def applied_batching(tuning: Tuning, pods: int) -> dict[str, Any]:
