@@ -127,6 +127,11 @@ class BackgroundLoad:
     def join(self, timeout_s: float = 300) -> None:
         self._thread.join(timeout_s)
 
+    @property
+    def running(self) -> bool:
+        """The load is still being offered."""
+        return self._thread.is_alive()
+
 
 @contextlib.contextmanager
 def metrics_stub(host: str, value: int) -> Iterator[str]:

@@ -263,3 +263,43 @@ def _zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
     except OSError:
         return True
+
+
+RECORDER = """import signal, sys, time
+path = sys.argv[1]
+def stop(*_):
+    with open(path, "a") as f:
+        f.write(f"sigterm {time.time()}\\n")
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+with open(path, "a") as f:
+    f.write("started\\n")
+while True:
+    time.sleep(0.1)
+"""
+
+
+def test_pre_stop_hooks_run_before_sigterm(kubelet: Kubelet, tmp_path: Path) -> None:
+    """As a real kubelet: a deleted pod's preStop hooks (exec, sleep) finish before its processes get SIGTERM,
+    which is what lets clients drop a terminating pod before its server stops (scale-downs fail no request)."""
+    exec_log, sleep_log = tmp_path / "exec.log", tmp_path / "sleep.log"
+    hook = {"exec": {"command": ["sh", "-c", f"echo prestop >> {exec_log}"]}}
+    containers = [
+        {"name": "exec-hook", "image": "python", "command": [sys.executable, "-c", RECORDER, str(exec_log)],
+         "lifecycle": {"preStop": hook}},
+        {"name": "sleep-hook", "image": "python", "command": [sys.executable, "-c", RECORDER, str(sleep_log)],
+         "lifecycle": {"preStop": {"sleep": {"seconds": 2}}}},
+    ]
+    pod = {"metadata": {"name": "hooks"},
+           "spec": {"schedulerName": SCHEDULER, "terminationGracePeriodSeconds": 20, "containers": containers}}
+    path = f"/api/v1/namespaces/{NAMESPACE}/pods"
+    kubelet.api.request("POST", path, pod)
+    started = lambda: exec_log.exists() and sleep_log.exists() and "started" in sleep_log.read_text()  # noqa: E731
+    wait_for("both containers started", started, 60, lambda: tail(kubelet.log, 40))
+    deleted = time.time()
+    kubelet.api.request("DELETE", f"{path}/hooks")
+    wait_for("the pod gone", lambda: not any(p["metadata"]["name"] == "hooks" for p in pods(kubelet.api)), 60,
+             lambda: tail(kubelet.log, 40))
+    assert [line.split()[0] for line in exec_log.read_text().splitlines()] == ["started", "prestop", "sigterm"]
+    sigterm_at = float(sleep_log.read_text().splitlines()[-1].split()[1])
+    assert sigterm_at - deleted >= 2.0, "SIGTERM came before the preStop sleep ended"

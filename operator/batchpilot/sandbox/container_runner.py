@@ -17,7 +17,7 @@ from typing import Any
 
 from batchpilot.sandbox.container_command import ProcessSpec
 from batchpilot.sandbox.node_agent import now_rfc3339
-from batchpilot.sandbox.probes import Prober
+from batchpilot.sandbox.probes import Prober, run_probe
 from batchpilot.sandbox.process import spawn
 from batchpilot.sandbox.volumes import MountTable
 
@@ -206,6 +206,26 @@ class ContainerRunner:
         return "\n".join(lines[-FALLBACK_LOG_LINES:])
 
     # -- stopping
+    def run_pre_stop(self, deadline: float) -> None:
+        """The container's preStop hook, as the kubelet runs it before SIGTERM: sleep, httpGet or exec,
+        within the grace period (deadline, time.monotonic()). A failed hook is logged and stopping goes on.
+
+        This is what lets a Service drop a terminating pod before its server stops: without it the process
+        gets SIGTERM while clients that have not yet seen the pod go still send to it."""
+        hook = (self.container.get("lifecycle") or {}).get("preStop")
+        if not hook or not self.running:
+            return
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        if "sleep" in hook:
+            time.sleep(min(remaining, float(hook["sleep"].get("seconds", 0))))
+            return
+        rewrite = self.mounts.rewrite if self.mounts is not None else str
+        if not run_probe({**hook, "timeoutSeconds": remaining}, self.container, self.host, rewrite):
+            with open(self.log_path, "ab") as log:
+                log.write(f"--- {now_rfc3339()} sandbox: preStop hook failed (FailedPreStopHook)\n".encode())
+
     def signal(self, sig: signal.Signals) -> None:
         if self.proc is not None and self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -166,13 +166,23 @@ class PodWorker:
             self._stop.wait(TICK_S)
 
     def _stop_all(self) -> None:
-        """SIGTERM every process, SIGKILL what is left after the grace period."""
-        runners = [r for r in [*self.init_runners, *self.runners] if r.running]
+        """As the kubelet kills a pod: preStop hooks (in parallel), then SIGTERM to every process, then
+        SIGKILL to what is left, all within one grace period."""
+        deadline = time.monotonic() + self.grace_s
         for runner in [*self.init_runners, *self.runners]:
             runner.stopping = True
+        hooks = [
+            threading.Thread(target=r.run_pre_stop, args=(deadline,), name=f"prestop-{r.name}", daemon=True)
+            for r in self.runners
+            if r.running
+        ]
+        for hook in hooks:
+            hook.start()
+        for hook in hooks:
+            hook.join(max(0.0, deadline - time.monotonic()))
+        runners = [r for r in [*self.init_runners, *self.runners] if r.running]
         for runner in runners:
             runner.signal(signal.SIGTERM)
-        deadline = time.monotonic() + self.grace_s
         while any(r.running for r in runners) and time.monotonic() < deadline:
             time.sleep(0.1)
         for runner in runners:
