@@ -1,0 +1,128 @@
+"""The simulator's compute-time curve: interpolation, extrapolation, scaling, loading measured profiles."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from batchpilot.sim.profile import ComputeCurve, load_curve
+
+CURVE = ComputeCurve("test", ((2, 10.0), (4, 14.0), (8, 14.0)))
+
+
+@pytest.mark.parametrize(
+    ("batch_size", "want_ms"),
+    [
+        pytest.param(1, 10.0, id="below-first-point-costs-the-first"),
+        pytest.param(2, 10.0, id="at-first-point"),
+        pytest.param(3, 12.0, id="halfway-between-points"),
+        pytest.param(6, 14.0, id="flat-segment"),
+        pytest.param(8, 14.0, id="at-last-point"),
+        pytest.param(16, 28.0, id="past-last-grows-in-proportion"),
+        pytest.param(12, 21.0, id="past-last-no-batching-gain"),
+    ],
+)
+def test_ms_interpolates_and_extrapolates(batch_size: int, want_ms: float) -> None:
+    assert CURVE.ms(batch_size) == pytest.approx(want_ms, abs=1e-12)
+
+
+def test_single_point_curve_is_flat_then_proportional() -> None:
+    curve = ComputeCurve("one", ((4, 8.0),))
+    assert [curve.ms(b) for b in (1, 4, 8)] == [8.0, 8.0, 16.0]
+
+
+def test_throughput_is_requests_per_second_of_one_instance() -> None:
+    assert CURVE.throughput(4) == pytest.approx(4 / 0.014)
+    assert CURVE.throughput(1) == pytest.approx(100.0)
+    with pytest.raises(ValueError, match="batch size"):
+        CURVE.throughput(0)
+
+
+def test_scaled_multiplies_every_time_and_names_the_factor() -> None:
+    heavy = CURVE.scaled(2.5)
+    assert heavy.points == ((2, 25.0), (4, 35.0), (8, 35.0))
+    assert heavy.name == "test*2.5"
+    assert CURVE.scaled(1.0) is CURVE
+    with pytest.raises(ValueError, match="factor"):
+        CURVE.scaled(0.0)
+
+
+@pytest.mark.parametrize(
+    "points",
+    [
+        pytest.param((), id="empty"),
+        pytest.param(((4, 1.0), (2, 1.0)), id="unsorted"),
+        pytest.param(((2, 1.0), (2, 3.0)), id="repeated-size"),
+        pytest.param(((0, 1.0),), id="size-zero"),
+        pytest.param(((1, 0.0),), id="zero-ms"),
+    ],
+)
+def test_invalid_points_are_refused(points: tuple[tuple[int, float], ...]) -> None:
+    with pytest.raises(ValueError, match="compute curve 'bad'"):
+        ComputeCurve("bad", points)
+
+
+def test_load_curve_by_name_reads_the_measured_profile() -> None:
+    curve = load_curve("h100-resnet50-fp16")
+    assert curve.name == "h100-resnet50-fp16"
+    assert curve.ms(1) == pytest.approx(4.742)
+    assert curve.ms(8) == pytest.approx(4.326)
+    assert curve.ms(512) == pytest.approx(26.929 * 2)
+    assert load_curve("h100-bert-base-seq128-fp16").ms(128) == pytest.approx(6.738)
+
+
+def test_load_curve_time_scale_multiplies() -> None:
+    assert load_curve("h100-resnet50-fp16", time_scale=10).ms(1) == pytest.approx(47.42)
+
+
+def test_load_curve_by_path(tmp_path: Path) -> None:
+    path = tmp_path / "mine.json"
+    path.write_text(
+        json.dumps({"points": [{"batch_size": 4, "latency_ms": 6}, {"batch_size": 1, "latency_ms": 3}]})
+    )
+    curve = load_curve(str(path))
+    assert (curve.name, curve.points) == ("mine", ((1, 3.0), (4, 6.0)))
+
+
+def test_missing_profile_names_it() -> None:
+    with pytest.raises(FileNotFoundError, match="no-such-gpu"):
+        load_curve("no-such-gpu")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("{not json", id="not-json"),
+        pytest.param('{"model": "x"}', id="no-points"),
+        pytest.param('{"points": [{"batch_size": 1}]}', id="point-without-latency"),
+        pytest.param('{"points": []}', id="no-point"),
+        pytest.param('{"points": [{"batch_size": 1, "latency_ms": -1}]}', id="negative-latency"),
+    ],
+)
+def test_malformed_profile_names_it(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "broken.json"
+    path.write_text(text)
+    with pytest.raises(ValueError, match="broken.json.*malformed"):
+        load_curve(str(path))
+
+
+point_lists = st.lists(
+    st.tuples(st.integers(1, 512), st.floats(0.1, 100.0)), min_size=1, max_size=8, unique_by=lambda p: p[0]
+).map(lambda ps: tuple(sorted(ps)))
+
+
+@given(point_lists, st.integers(1, 1024), st.floats(0.1, 10.0))
+def test_ms_stays_within_its_segment_and_scales(
+    points: tuple[tuple[int, float], ...], batch_size: int, factor: float
+) -> None:
+    curve = ComputeCurve("p", points)
+    ms = curve.ms(batch_size)
+    inside = [p for p in points if p[0] <= batch_size][-1:] + [p for p in points if p[0] >= batch_size][:1]
+    if len(inside) == 2:  # between (or at) measured points: never outside the segment's ends
+        assert min(inside[0][1], inside[1][1]) - 1e-9 <= ms <= max(inside[0][1], inside[1][1]) + 1e-9
+    assert curve.scaled(factor).ms(batch_size) == pytest.approx(ms * factor)
+    assert curve.throughput(batch_size) == pytest.approx(batch_size * 1000 / ms)
