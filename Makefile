@@ -9,8 +9,9 @@ export BATCHPILOT_CACHE ?= $(HOME)/.cache/batchpilot
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+SIM_ARGS ?=
 
-.PHONY: help deps k8s-bins prometheus tools crds crds-check lint test test-unit test-integration demo bench sandbox-up sandbox-down clean
+.PHONY: help deps k8s-bins prometheus tools crds crds-check lint test test-unit test-integration demo bench bench-sim sandbox-up sandbox-down clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -51,8 +52,11 @@ test: deps tools lint crds-check ## everything CI runs: lint, type check, CRD ch
 demo: deps tools ## run the sandbox, a sample InferenceService and a load step; writes out/demo/
 	$(BIN)/batchpilot demo
 
-bench: deps tools ## reconcile 100 InferenceServices in 5 namespaces: throughput, p50/p95, operator memory; writes out/bench/
+bench: deps tools bench-sim ## reconcile 100 InferenceServices (throughput, p50/p95, memory), decide() cost and the simulator comparison; writes out/bench/
 	$(BIN)/python -m bench.reconcile_scale --out out/bench $(BENCH_ARGS)
+
+bench-sim: deps ## the simulator comparison alone (every trace, both profiles, 5 seeds, peers swept); writes out/bench/sim/
+	$(BIN)/python -m bench.sim_compare --out out/bench/sim $(SIM_ARGS)
 
 sandbox-up: deps tools ## start the sandbox in the background (KUBECONFIG is printed)
 	$(BIN)/batchpilot sandbox up

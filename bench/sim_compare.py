@@ -1,0 +1,266 @@
+"""Batchpilot against the autoscalers people run today, in the simulator: same traces, seeds and cold starts.
+
+    python -m bench.sim_compare --out out/bench/sim            # every trace, both profiles, 5 seeds
+    python -m bench.sim_compare --quick --out /tmp/sim          # one short trace, one seed (the smoke test)
+
+Per (profile, trace): every threshold peer is swept on seed 0 and its best setting (fewest GPU-hours at
+>= 99% attainment, else the highest attainment) is then run on every seed beside its documented default,
+Batchpilot, static peak provisioning and the oracle. Writes report.md (tables), results.json (every run's
+metrics), pareto-<profile>-<trace>.png and timeline-<profile>-<trace>.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from batchpilot.sim.engine import SimConfig, simulate
+from batchpilot.sim.lifecycle import COLD_STARTS
+from batchpilot.sim.metrics import RunMetrics, run_metrics, summarize
+from batchpilot.sim.policies import FAMILIES, PeerContext, make, settings
+from batchpilot.sim.policies.batchpilot import BatchpilotPolicy, service_spec
+from batchpilot.sim.policies.sizing import best_static_batching, measure_capacity, replicas_for
+from batchpilot.sim.profile import ComputeCurve, load_curve
+from batchpilot.sim.traces import TRACES
+from batchpilot.sim.types import Policy, RunRecord, Trace
+
+ATTAINMENT_GOAL = 0.99
+"""A swept setting counts as meeting the SLO at this share of requests within it (the issue's target)."""
+
+
+@dataclass(frozen=True)
+class Service:
+    """One served model: profile, how much heavier than the measured H100 curve, batch cap and SLO."""
+
+    profile: str
+    time_scale: float
+    max_batch_size: int
+    slo_ms: float
+    percentile: int = 95
+    load_pods: float = 5.0
+    """Trace scale: the mean load in pods' worth of measured capacity (so every profile needs ~5 pods)."""
+    max_replicas: int = 40
+
+
+SERVICES = {
+    # 10x the H100 ResNet-50 curve (a batch of 32 in ~43 ms), as the sandbox's sample service: per-pod rates a
+    # Python simulator serves in seconds per simulated hour.
+    "resnet50": Service("h100-resnet50-fp16", 10.0, 32, 200.0),
+    "bert": Service("h100-bert-base-seq128-fp16", 20.0, 32, 300.0),
+}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run: picklable, so workers rebuild trace and policy themselves."""
+
+    service: str
+    trace: str
+    seed: int
+    family: str
+    """"batchpilot" or a peer family."""
+    setting: float | None
+    cold_start: str
+    duration_s: float | None = None
+    """Cut the trace (the smoke test); None: the whole trace."""
+
+
+@lru_cache(maxsize=8)
+def sized(service: str) -> tuple[ComputeCurve, Any, float]:
+    """(curve, best static batching, measured per-pod capacity req/s) of a service; cached per process."""
+    s = SERVICES[service]
+    curve = load_curve(s.profile, s.time_scale)
+    batching = best_static_batching(curve, s.max_batch_size, s.slo_ms, s.percentile)
+    return curve, batching, measure_capacity(curve, batching, s.slo_ms, s.percentile)
+
+
+def trace_for(spec: RunSpec) -> Trace:
+    _, _, capacity = sized(spec.service)
+    trace = TRACES[spec.trace](SERVICES[spec.service].load_pods * capacity, spec.seed)
+    if spec.duration_s is None or spec.duration_s >= trace.duration_s:
+        return trace
+    kept = trace.arrivals[trace.arrivals < spec.duration_s]
+    return replace(trace, arrivals=kept, duration_s=spec.duration_s)
+
+
+def policy_for(spec: RunSpec, trace: Trace) -> Policy:
+    s = SERVICES[spec.service]
+    curve, batching, capacity = sized(spec.service)
+    first_minute = float(np.sum(trace.arrivals < 60.0)) / 60.0
+    initial = min(s.max_replicas, replicas_for(first_minute, capacity))
+    if spec.family == "batchpilot":
+        bp = service_spec(curve, s.slo_ms, s.percentile, s.max_batch_size, 1, s.max_replicas,
+                          max_queue_delay_us=max(batching.max_queue_delay_us, 10_000))
+        return BatchpilotPolicy(bp, initial)
+    ctx = PeerContext(1, s.max_replicas, initial, batching, capacity, s.slo_ms, s.percentile, trace,
+                      COLD_STARTS[spec.cold_start])
+    return make(spec.family, spec.setting, ctx)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    spec: RunSpec
+    policy: str
+    setting: str
+    metrics: RunMetrics
+    wall_s: float
+    simulated_s: float
+    timeline: dict[str, list[float]]
+    """Seed 0 only: per minute, offered load, replicas, latency at the percentile (for the plots)."""
+
+
+def run_one(spec: RunSpec) -> RunResult:
+    s = SERVICES[spec.service]
+    curve, batching, _ = sized(spec.service)
+    trace = trace_for(spec)
+    policy = policy_for(spec, trace)
+    config = SimConfig(curve, s.slo_ms, s.percentile, cold_start=COLD_STARTS[spec.cold_start], batching=batching)
+    record = simulate(trace, policy, config, spec.seed)
+    timeline = minute_timeline(record) if spec.seed == 0 else {}
+    return RunResult(spec, policy.name, policy.setting, run_metrics(record), record.wall_s, trace.duration_s,
+                     timeline)
+
+
+def minute_timeline(record: RunRecord) -> dict[str, list[float]]:
+    """Per minute: offered req/s, mean desired replicas, latency at the percentile (failures as inf)."""
+    minutes = int(np.ceil(record.duration_s / 60.0))
+    which = np.minimum((record.arrival // 60.0).astype(np.int64), minutes - 1)
+    order = np.argsort(which, kind="stable")
+    bounds = np.searchsorted(which[order], np.arange(minutes + 1))
+    load, latency = [], []
+    for m in range(minutes):
+        chunk = record.latency_ms[order[bounds[m]:bounds[m + 1]]]
+        load.append(len(chunk) / 60.0)
+        latency.append(float(np.percentile(chunk, record.percentile, method="inverted_cdf")) if len(chunk) else 0.0)
+    t = np.asarray(record.timeline_t)
+    reps = np.asarray(record.timeline_replicas, dtype=np.float64)
+    replicas = [float(reps[(t >= 60 * m) & (t < 60 * (m + 1))].mean()) if len(t) else 0.0 for m in range(minutes)]
+    return {"load": load, "replicas": replicas, "latency_ms": latency}
+
+
+def run_all(specs: Sequence[RunSpec], jobs: int, label: str) -> list[RunResult]:
+    """Runs in `jobs` processes, printing progress (long work shows where it is)."""
+    started, done, results = time.perf_counter(), 0, []
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        for result in pool.map(run_one, specs, chunksize=1):
+            results.append(result)
+            done += 1
+            if done % max(1, len(specs) // 10) == 0 or done == len(specs):
+                print(f"[sim] {label}: {done}/{len(specs)} runs, {time.perf_counter() - started:.0f}s", flush=True)
+    return results
+
+
+def best_setting(results: Sequence[RunResult]) -> float | None:
+    """The swept value with the fewest GPU-hours at >= ATTAINMENT_GOAL, else the highest attainment."""
+    meeting = [r for r in results if r.metrics.attainment >= ATTAINMENT_GOAL]
+    if meeting:
+        return min(meeting, key=lambda r: r.metrics.gpu_hours).spec.setting
+    return max(results, key=lambda r: r.metrics.attainment).spec.setting if results else None
+
+
+def plan(args: argparse.Namespace) -> tuple[list[RunSpec], list[tuple[str, str, str]]]:
+    """The sweep runs (seed 0) and the (service, trace, family) groups whose best setting they pick."""
+    sweeps, groups = [], []
+    for service in args.services:
+        _, batching, capacity = sized(service)
+        s = SERVICES[service]
+        ctx = PeerContext(1, s.max_replicas, 1, batching, capacity, s.slo_ms, s.percentile)
+        for trace in args.traces:
+            for family in FAMILIES:
+                found = settings(family, ctx)
+                if found is None or args.quick:
+                    continue
+                groups.append((service, trace, family))
+                sweeps += [RunSpec(service, trace, 0, family, v, args.cold_start, args.duration_s)
+                           for v in found.sweep]
+    return sweeps, groups
+
+
+def final_specs(args: argparse.Namespace, best: dict[tuple[str, str, str], float | None]) -> list[RunSpec]:
+    specs = []
+    for service in args.services:
+        for trace in args.traces:
+            for seed in range(args.seeds):
+                def spec(family: str, setting: float | None, seed: int = seed, trace: str = trace,
+                         service: str = service) -> RunSpec:
+                    return RunSpec(service, trace, seed, family, setting, args.cold_start, args.duration_s)
+                specs.append(spec("batchpilot", None))
+                for family in FAMILIES:
+                    specs.append(spec(family, None))
+                    chosen = best.get((service, trace, family))
+                    if chosen is not None:
+                        specs.append(spec(family, chosen))
+    return specs
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.sim_compare", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=Path("out/bench/sim"), help="report directory")
+    p.add_argument("--services", nargs="+", default=list(SERVICES), choices=list(SERVICES))
+    p.add_argument("--traces", nargs="+", default=list(TRACES), choices=list(TRACES))
+    p.add_argument("--seeds", type=int, default=5, help="seeds per configuration (default 5)")
+    p.add_argument("--cold-start", default="cached-image", choices=list(COLD_STARTS))
+    p.add_argument("--duration", dest="duration_s", type=float, default=None,
+                   help="cut every trace to this many seconds")
+    p.add_argument("--jobs", type=int, default=max(1, min(4, os.cpu_count() or 1)), help="worker processes")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke test: step trace, resnet50, 1 seed, 30 minutes (the step at 20), defaults only (no sweep)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.services, args.traces, args.seeds = ["resnet50"], ["step"], 1
+        args.duration_s = args.duration_s or 1800.0
+    if args.seeds < 1:
+        p.error(f"--seeds must be >= 1, got {args.seeds}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from bench.sim_report import write_report  # matplotlib is imported only when writing
+
+    args = parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    for service in args.services:
+        _, batching, capacity = sized(service)
+        print(f"[sim] {service}: best static batching {batching}, measured capacity {capacity:.0f} req/s per pod",
+              flush=True)
+    sweeps, groups = plan(args)
+    swept = run_all(sweeps, args.jobs, "sweep (seed 0)") if sweeps else []
+    best = {g: best_setting([r for r in swept if (r.spec.service, r.spec.trace, r.spec.family) == g])
+            for g in groups}
+    results = run_all(final_specs(args, best), args.jobs, "runs")
+    wall = time.perf_counter() - started
+    simulated_h = sum(r.simulated_s for r in [*swept, *results]) / 3600.0
+    run_wall = sum(r.wall_s for r in [*swept, *results])
+    meta = {"args": {k: str(v) for k, v in vars(args).items()}, "wall_s": wall,
+            "simulated_hours": simulated_h, "simulated_hours_per_wall_s": simulated_h / max(run_wall, 1e-9),
+            "services": {k: asdict(SERVICES[k]) | {"capacity": sized(k)[2], "batching": asdict(sized(k)[1])}
+                         for k in args.services}}
+    (args.out / "results.json").write_text(json.dumps(
+        {"meta": meta, "sweep": [result_dict(r) for r in swept], "runs": [result_dict(r) for r in results]},
+        indent=1) + "\n")
+    write_report(args.out, results, swept, meta, summarize)
+    print(f"[sim] wrote {args.out / 'report.md'} ({len(swept) + len(results)} runs, {wall:.0f}s wall, "
+          f"{meta['simulated_hours_per_wall_s']:.2f} simulated hours per wall second per process)")
+    return 0
+
+
+def result_dict(r: RunResult) -> dict[str, Any]:
+    return {"spec": asdict(r.spec), "policy": r.policy, "setting": r.setting, "metrics": asdict(r.metrics),
+            "wall_s": r.wall_s, "simulated_s": r.simulated_s, "timeline": r.timeline}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

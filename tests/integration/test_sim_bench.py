@@ -1,0 +1,26 @@
+"""Smoke test of `make bench`'s simulator comparison: the quick mode end to end (runs in worker processes,
+writes the report, the JSON and the plots). The full comparison is `make bench`, not part of `make test`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench.sim_compare import main
+
+
+def test_quick_comparison_writes_report_json_and_plots(tmp_path: Path) -> None:
+    assert main(["--quick", "--duration", "1500", "--jobs", "2", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    runs = results["runs"]
+    policies = {r["policy"] for r in runs}
+    assert {"batchpilot", "static", "oracle", "keda-rate", "hpa-queue-compute", "knative", "ray-serve"} <= policies
+    for r in runs:
+        m = r["metrics"]
+        assert 0.0 <= m["attainment"] <= 1.0 and m["gpu_hours"] > 0, r
+        assert r["simulated_s"] == 1500
+    report = (tmp_path / "report.md").read_text()
+    assert "| resnet50 | step |" in report and "| batchpilot | default |" in report
+    assert (tmp_path / "pareto-resnet50-step.png").stat().st_size > 10_000
+    assert (tmp_path / "timeline-resnet50-step.png").stat().st_size > 10_000
+    assert results["meta"]["simulated_hours_per_wall_s"] > 0
