@@ -15,8 +15,11 @@ batch in flight, contention is taken as 1, so an unmeasured instance count never
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from functools import cached_property
+from typing import NamedTuple
 
 LEARN_WEIGHT = 0.3
 """Weight of a new observation in a batch-size bucket's moving average."""
@@ -25,6 +28,32 @@ OVERHEAD_WEIGHT = 0.2
 MIN_OVERLAP = 1.2
 """Contention is learned only from ticks with at least this many batches in flight per pod on average: below,
 the slowdown the others cause is too small a part of the measurement to tell."""
+STEADY_ROUNDS = 30
+"""Rounds of the steady-state batch iteration (next batch = what arrived during the current one), from 1."""
+
+STEADY_MEMO_SIZE = 20_000
+"""Steady states one model keeps (~200 bytes each): a plan at 1000 replicas and 4 instances asks a few thousand."""
+
+Curve = tuple[tuple[float, ...], tuple[float, ...]]
+"""(batch sizes, compute ms) of a model's points, sorted by batch size."""
+
+
+class _Steady(NamedTuple):
+    """predict()'s terms at one rate per replica that do not depend on the queue delay (past capacity only
+    utilization means anything)."""
+
+    utilization: float
+    """Rate per replica over its capacity."""
+    batch: float
+    """Steady-state batch size."""
+    service_s: float
+    """Compute time of that batch with the candidate's instances."""
+    busy: float
+    """Fraction of the time every instance is busy."""
+    residual_s: float
+    """Wait for the batch in progress to end."""
+    queue_s: float
+    """Queueing beyond the next batch."""
 
 
 @dataclass(frozen=True)
@@ -78,18 +107,67 @@ class CapacityModel:
         merged.update(dict(self.learned))
         return sorted(merged.items())
 
+    @cached_property
+    def _curve(self) -> Curve:
+        """_points() as two sorted tuples, built once per model: a plan interpolates thousands of times.
+        (cached_property writes the instance's __dict__, which a frozen dataclass without slots allows; the
+        fields, hence equality, hashing and replace(), are untouched.)"""
+        points = self._points()
+        return tuple(b for b, _ in points), tuple(ms for _, ms in points)
+
+    @cached_property
+    def _capacities(self) -> dict[tuple[int, int], float]:
+        """capacity_per_replica() per (max batch size, instances): asked for every replica count of a plan."""
+        return {}
+
+    @cached_property
+    def _ranges(self) -> dict[tuple[float, float, int], tuple[float, float]]:
+        """compute_range_ms() over whole candidate ranges (from batch 1), per (low, high, instances)."""
+        return {}
+
+    @cached_property
+    def _steady_memo(self) -> dict[tuple[float, int, int, int], _Steady]:
+        """_steady() per (rate per replica, largest batch, instances, percentile): a plan asks the same count for
+        every queue delay. At most STEADY_MEMO_SIZE entries (then emptied): a model can outlive many ticks."""
+        return {}
+
     def compute_ms(self, batch_size: float, instances: int = 1) -> float:
         """Compute time of one batch while `instances` batches run on the pod: interpolated between points,
         conservative beyond them."""
         slowdown = 1.0 + (1.0 if self.contention is None else self.contention) * (max(1, instances) - 1)
-        return slowdown * _interpolate(self._points(), batch_size)
+        return slowdown * _interpolate(self._curve, batch_size)
 
     def capacity_per_replica(self, max_batch_size: int, instances: int = 1) -> float:
         """Requests/s one replica serves at best, over batch sizes 1..max_batch_size."""
-        largest = float(max(1, max_batch_size))
-        # b / compute_ms(b) is monotone between points, so its best is at a point or at an end.
-        sizes = {1.0, largest, *(b for b, _ in self._points() if 1.0 <= b <= largest)}
-        return max(instances * b / self.compute_ms(b, instances) * 1000.0 for b in sizes)
+        found = self._capacities.get((max_batch_size, instances))
+        if found is None:
+            largest = float(max(1, max_batch_size))
+            # b / compute_ms(b) is monotone between points, so its best is at a point or at an end.
+            sizes = {1.0, largest, *(b for b in self._curve[0] if 1.0 <= b <= largest)}
+            found = max(instances * b / self.compute_ms(b, instances) * 1000.0 for b in sizes)
+            self._capacities[(max_batch_size, instances)] = found
+        return found
+
+    def compute_range_ms(self, low: float, high: float, instances: int = 1) -> tuple[float, float]:
+        """The least and the most compute time of a batch of low..high (1 <= low <= high): the curve is linear
+        between points, so both are at an end or at a point between (up to rounding)."""
+        key = (low, high, instances)
+        found = self._ranges.get(key)
+        if found is None:
+            xs = self._curve[0]
+            between = xs[bisect_right(xs, low):bisect_left(xs, high)]
+            times = [self.compute_ms(b, instances) for b in (low, high, *between)]
+            found = (min(times), max(times))
+            if low == 1.0:  # the whole range of a candidate, asked again and again; others seldom repeat
+                self._ranges[key] = found
+        return found
+
+    def utilization(self, arrival_rate: float, candidate: Candidate) -> float:
+        """predict()'s utilization, bit for bit. Never higher for more replicas (a rate divided by a larger count,
+        each division rounded monotonically), so the counts within a bound are all those from the first one."""
+        largest = batch_limits(candidate)[1]
+        rate = max(0.0, arrival_rate) / max(1, candidate.replicas)
+        return rate / self.capacity_per_replica(largest, max(1, candidate.instance_count))
 
     def predict(self, arrival_rate: float, candidate: Candidate, percentile: int) -> Prediction:
         """Latency at the percentile of one replica of the candidate, under Poisson arrivals.
@@ -100,31 +178,60 @@ class CapacityModel:
         replicas = max(1, candidate.replicas)
         k = max(1, candidate.instance_count)
         rate = max(0.0, arrival_rate) / replicas
-        preferred = [p for p in candidate.preferred_batch_sizes if 1 <= p <= max(1, candidate.max_batch_size)]
-        # With preferred sizes Triton sends the largest preferred size it can form: batches stop growing there.
-        largest = max(preferred, default=max(1, candidate.max_batch_size))
-        utilization = rate / self.capacity_per_replica(largest, k)
-        if utilization >= 1.0:
-            return Prediction(math.inf, utilization, float(largest))
-        # Steady state: the next batch holds what arrived during the current one.
-        batch = 1.0
-        for _ in range(30):
-            batch = min(float(largest), max(1.0, rate * self.compute_ms(batch, k) / 1000.0 / k))
-        service_s = self.compute_ms(batch, k) / 1000.0
-        q = percentile / 100.0
-        busy = min(1.0, rate * service_s / batch / k)
-        # An arrival finding every instance busy waits for the first batch in progress to end.
-        residual_s = service_s * q / k if busy > 1.0 - q else service_s * busy / k
+        target, largest = batch_limits(candidate)
+        steady = self._steady(rate, largest, k, percentile)
+        if steady.utilization >= 1.0:
+            return Prediction(math.inf, steady.utilization, float(largest))
         # Triton holds a batch short of the largest (or of the smallest preferred size) until its oldest request
         # has waited the queue delay; what arrived during the batch in progress already counts toward filling it.
         fill_s = 0.0
-        target = min(preferred, default=largest)
         if target > 1 and rate > 0:
-            fill_s = max(0.0, min(candidate.max_queue_delay_us / 1e6, (target - 1) / rate) - busy * service_s / k)
-        # Queueing beyond the next batch: heavy-traffic bulk-service approximation, exponential tail.
-        queue_s = -math.log(1.0 - q) * service_s / (2.0 * largest * k) * utilization / (1.0 - utilization)
-        latency_ms = (fill_s + residual_s + service_s + queue_s) * 1000.0 + self.overhead_ms
-        return Prediction(latency_ms, utilization, batch)
+            fill_s = max(0.0, min(candidate.max_queue_delay_us / 1e6, (target - 1) / rate) -
+                         steady.busy * steady.service_s / k)
+        latency_ms = (fill_s + steady.residual_s + steady.service_s + steady.queue_s) * 1000.0 + self.overhead_ms
+        return Prediction(latency_ms, steady.utilization, steady.batch)
+
+    def _steady(self, rate: float, largest: int, k: int, percentile: int) -> _Steady:
+        """What predict() finds at `rate` per replica before the queue delay enters: utilization, batches,
+        service, and the waits they cause."""
+        key = (rate, largest, k, percentile)
+        found = self._steady_memo.get(key)
+        if found is not None:
+            return found
+        utilization = rate / self.capacity_per_replica(largest, k)
+        if utilization >= 1.0:
+            found = _Steady(utilization, float(largest), math.inf, 1.0, math.inf, math.inf)
+        else:
+            batch = self._steady_batch(rate, largest, k)
+            service_s = self.compute_ms(batch, k) / 1000.0
+            q = percentile / 100.0
+            busy = min(1.0, rate * service_s / batch / k)
+            # An arrival finding every instance busy waits for the first batch in progress to end.
+            residual_s = service_s * q / k if busy > 1.0 - q else service_s * busy / k
+            # Queueing beyond the next batch: heavy-traffic bulk-service approximation, exponential tail.
+            queue_s = -math.log(1.0 - q) * service_s / (2.0 * largest * k) * utilization / (1.0 - utilization)
+            found = _Steady(utilization, batch, service_s, busy, residual_s, queue_s)
+        if len(self._steady_memo) >= STEADY_MEMO_SIZE:
+            self._steady_memo.clear()
+        self._steady_memo[key] = found
+        return found
+
+    def _steady_batch(self, rate: float, largest: int, k: int) -> float:
+        """The batch a replica settles at: the next batch holds what arrived during the current one, STEADY_ROUNDS
+        rounds from 1. It stops early only where the rounds left change nothing: at a fixed point, or in a cycle
+        of two values (the rounds left alternate between them)."""
+        # compute_ms(b, k) inlined: the same product, without a call per round.
+        slowdown = 1.0 + (1.0 if self.contention is None else self.contention) * (k - 1)
+        curve, top = self._curve, float(largest)
+        older, batch = math.nan, 1.0
+        for done in range(1, STEADY_ROUNDS + 1):
+            new = min(top, max(1.0, rate * (slowdown * _interpolate(curve, batch)) / 1000.0 / k))
+            if new == batch:
+                return new
+            if new == older:
+                return new if (STEADY_ROUNDS - done) % 2 == 0 else batch
+            older, batch = batch, new
+        return batch
 
     def learn(self, batch_size: float, compute_ms: float) -> CapacityModel:
         """The model with one more measurement of the compute time of a batch of about batch_size running alone."""
@@ -141,7 +248,7 @@ class CapacityModel:
         alone; unchanged below MIN_OVERLAP or without a curve to compare with."""
         if in_flight < MIN_OVERLAP or not self.known:
             return self
-        weighted = [(n * ms / _interpolate(self._points(), b), n) for b, ms, n in measured if n > 0 and ms > 0]
+        weighted = [(n * ms / _interpolate(self._curve, b), n) for b, ms, n in measured if n > 0 and ms > 0]
         if not weighted:
             return self
         slowdown = sum(s for s, _ in weighted) / sum(n for _, n in weighted)
@@ -159,16 +266,27 @@ def _average(old: float | None, new: float) -> float:
     return new if old is None else (1 - LEARN_WEIGHT) * old + LEARN_WEIGHT * new
 
 
-def _interpolate(points: list[tuple[float, float]], batch_size: float) -> float:
-    if not points:
+def batch_limits(candidate: Candidate) -> tuple[int, int]:
+    """(target, largest): the batch Triton waits for (up to the queue delay), the largest it forms.
+
+    With preferred sizes Triton sends the largest preferred size it can form (batches stop growing there) and
+    dispatches as soon as the smallest can be formed; without, it waits to fill max_batch_size.
+    """
+    preferred = [p for p in candidate.preferred_batch_sizes if 1 <= p <= max(1, candidate.max_batch_size)]
+    largest = max(preferred, default=max(1, candidate.max_batch_size))
+    return min(preferred, default=largest), largest
+
+
+def _interpolate(curve: Curve, batch_size: float) -> float:
+    xs, ys = curve
+    if not xs:
         raise ValueError("capacity model has no points: observe some traffic or give a profile")
-    xs = [b for b, _ in points]
-    ys = [ms for _, ms in points]
     if batch_size <= xs[0]:
         return ys[0]
     if batch_size >= xs[-1]:
         return ys[-1] * batch_size / xs[-1]  # past the largest measured batch: no batching gain assumed
-    i = next(k for k in range(len(xs) - 1) if xs[k] <= batch_size <= xs[k + 1])
+    # The first segment holding the size (xs strictly increase): a size on a point takes the segment ending there.
+    i = bisect_left(xs, batch_size) - 1
     return ys[i] + (ys[i + 1] - ys[i]) * (batch_size - xs[i]) / (xs[i + 1] - xs[i])
 
 

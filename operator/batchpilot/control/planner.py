@@ -3,7 +3,8 @@
 decide(spec, observation, history, now) -> Decision is pure: the operator, the tests and a simulator call it.
 Each tick it learns from the observation (compute time per batch size, unexplained overhead), predicts the
 latency of every (replica count, queue delay) at the observed arrival rate, and picks the cheapest that meets
-`slo.latencyMs * TARGET_FRACTION`. When no count can, because requests wait for batches rather than for
+`slo.latencyMs * TARGET_FRACTION` (replica_search finds it as trying every count would, without predicting
+most: ~2 ms at maxReplicas 1000). When no count can, because requests wait for batches rather than for
 capacity, it says so (BatchingBound) instead of adding replicas. spec.replicas pins the count (ManualReplicas).
 While the model knows nothing yet it falls back to the reactive rule.
 
@@ -22,6 +23,7 @@ from batchpilot.api.spec import InferenceServiceSpec
 from batchpilot.control import step_rule
 from batchpilot.control.batch_stats import MIN_EXECUTIONS
 from batchpilot.control.capacity import MIN_OVERLAP, Candidate, CapacityModel, Prediction
+from batchpilot.control.replica_search import At, first_meeting, first_within, lowest_latency
 from batchpilot.control.types import Decision, History, Observation
 
 TARGET_FRACTION = 0.8
@@ -128,14 +130,32 @@ def learn(spec: InferenceServiceSpec, obs: Observation, model: CapacityModel, hi
 
 def fewest(spec: InferenceServiceSpec, model: CapacityModel, rate: float, latency_ms: float,
            utilization: float, delay_us: int | None = None, instances: int | None = None) -> tuple[int, Prediction]:
-    """Fewest replicas within bounds predicted under latency_ms and utilization (maxReplicas if none is)."""
-    bounds, p = spec.autoscaling, spec.slo.percentile
-    prediction = model.predict(rate, candidate(spec, bounds.max_replicas, delay_us, instances), p)
-    for n in range(bounds.min_replicas, bounds.max_replicas + 1):
-        prediction = model.predict(rate, candidate(spec, n, delay_us, instances), p)
-        if prediction.latency_ms <= latency_ms and prediction.utilization <= utilization:
-            return n, prediction
-    return bounds.max_replicas, prediction
+    """Fewest replicas within bounds predicted under latency_ms and utilization (maxReplicas if none is).
+
+    What trying every count from minReplicas up finds, without predicting most of them (replica_search).
+    """
+    start = _first_within(spec, model, rate, utilization, delay_us, instances)
+    return _fewest_from(spec, model, rate, latency_ms, utilization, delay_us, instances, start)
+
+
+def _at(spec: InferenceServiceSpec, delay_us: int | None, instances: int | None) -> At:
+    return lambda n: candidate(spec, n, delay_us, instances)
+
+
+def _first_within(spec: InferenceServiceSpec, model: CapacityModel, rate: float, utilization: float,
+                  delay_us: int | None, instances: int | None) -> int:
+    bounds = spec.autoscaling
+    return first_within(model, rate, utilization, _at(spec, delay_us, instances), bounds.min_replicas,
+                        bounds.max_replicas)
+
+
+def _fewest_from(spec: InferenceServiceSpec, model: CapacityModel, rate: float, latency_ms: float,
+                 utilization: float, delay_us: int | None, instances: int | None,
+                 start: int) -> tuple[int, Prediction]:
+    """fewest(), knowing that no count below start meets it."""
+    at, top, p = _at(spec, delay_us, instances), spec.autoscaling.max_replicas, spec.slo.percentile
+    found = first_meeting(model, rate, latency_ms, utilization, at, start, top, p)
+    return found if found is not None else (top, model.predict(rate, at(top), p))
 
 
 @dataclass(frozen=True)
@@ -155,11 +175,7 @@ def plan(spec: InferenceServiceSpec, model: CapacityModel, rate: float, latency_
     one that saves replicas wins. The current batching stays unless another saves a replica or DELAY_GAIN of
     the latency, so pods are not reloaded for noise.
     """
-    options = []
-    for d in delay_choices(spec):
-        for k in instance_choices(spec):
-            replicas, prediction = fewest(spec, model, rate, latency_ms, utilization, d, k)
-            options.append(Plan(replicas, d, k, prediction))
+    options = plan_options(spec, model, rate, latency_ms, utilization)
     best = min(options, key=lambda o: (o.replicas, o.prediction.latency_ms, o.instances, o.delay_us))
     kept = next((o for o in options if o.delay_us == current_delay and
                  o.instances == (current_instances or spec.batching.instance_count)), None)
@@ -167,6 +183,23 @@ def plan(spec: InferenceServiceSpec, model: CapacityModel, rate: float, latency_
             kept.prediction.latency_ms <= best.prediction.latency_ms * (1 + DELAY_GAIN):
         return kept
     return best
+
+
+def plan_options(spec: InferenceServiceSpec, model: CapacityModel, rate: float, latency_ms: float,
+                 utilization: float) -> list[Plan]:
+    """fewest() for every queue delay (outer) and instance count (inner) the planner may pick."""
+    delays, top = delay_choices(spec), spec.autoscaling.max_replicas
+    by_batching: dict[tuple[int, int], Plan] = {}
+    for k in instance_choices(spec):
+        # Utilization does not depend on the delay, and a longer delay predicts no less latency at any count
+        # (only the wait for a fill grows): each delay's fewest is at least the shorter one's.
+        start = _first_within(spec, model, rate, utilization, None, k)
+        for d in sorted(delays):
+            replicas, prediction = _fewest_from(spec, model, rate, latency_ms, utilization, d, k, start)
+            by_batching[(d, k)] = Plan(replicas, d, k, prediction)
+            met = prediction.latency_ms <= latency_ms and prediction.utilization <= utilization
+            start = replicas if met else top + 1
+    return [by_batching[(d, k)] for d in delays for k in instance_choices(spec)]
 
 
 def batching_bound(spec: InferenceServiceSpec, model: CapacityModel, rate: float, latency_ms: float,
@@ -177,15 +210,16 @@ def batching_bound(spec: InferenceServiceSpec, model: CapacityModel, rate: float
     """
     if spec.model.max_batch_size <= 1 or spec.batching.mode == "off" or delay_us == 0:
         return None
-    bounds, p = spec.autoscaling, spec.slo.percentile
-    options = [(model.predict(rate, candidate(spec, n, delay_us, instances), p), n)
-               for n in range(bounds.min_replicas, bounds.max_replicas + 1)]
-    feasible = [(pr.latency_ms, n, pr) for pr, n in options if pr.utilization <= utilization]
-    if not feasible or any(lat <= latency_ms for lat, _, _ in feasible):
+    p, top, at = spec.slo.percentile, spec.autoscaling.max_replicas, _at(spec, delay_us, instances)
+    # The counts within the utilization are those from the first one up (replica_search).
+    start = _first_within(spec, model, rate, utilization, delay_us, instances)
+    if first_meeting(model, rate, latency_ms, utilization, at, start, top, p) is not None:
+        return None  # some count meets it
+    found = lowest_latency(model, rate, at, start, top, p)
+    if found is None:
         return None
-    _, best, prediction = min(feasible, key=lambda o: (o[0], o[1]))
-    without_wait = model.predict(rate, candidate(spec, best, 0, instances), p)
-    return (best, prediction) if without_wait.latency_ms <= latency_ms else None
+    without_wait = model.predict(rate, candidate(spec, found[0], 0, instances), p)
+    return found if without_wait.latency_ms <= latency_ms else None
 
 
 def _ms(value: float) -> str:
