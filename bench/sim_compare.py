@@ -179,7 +179,7 @@ def plan(args: argparse.Namespace) -> tuple[list[RunSpec], list[tuple[str, str, 
         for trace in args.traces:
             for family in FAMILIES:
                 found = settings(family, ctx)
-                if found is None or args.quick:
+                if found is None or not args.sweep:
                     continue
                 groups.append((service, trace, family))
                 sweeps += [RunSpec(service, trace, 0, family, v, args.cold_start, args.duration_s)
@@ -215,11 +215,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", dest="duration_s", type=float, default=None,
                    help="cut every trace to this many seconds")
     p.add_argument("--jobs", type=int, default=max(1, min(4, os.cpu_count() or 1)), help="worker processes")
+    p.add_argument("--no-sweep", dest="sweep", action="store_false",
+                   help="peers at their defaults only (the sweep is most of the work)")
     p.add_argument("--quick", action="store_true",
                    help="smoke test: step trace, resnet50, 1 seed, 30 minutes (the step at 20), defaults only (no sweep)")
     args = p.parse_args(argv)
     if args.quick:
-        args.services, args.traces, args.seeds = ["resnet50"], ["step"], 1
+        args.services, args.traces, args.seeds, args.sweep = ["resnet50"], ["step"], 1, False
         args.duration_s = args.duration_s or 1800.0
     if args.seeds < 1:
         p.error(f"--seeds must be >= 1, got {args.seeds}")
