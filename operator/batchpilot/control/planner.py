@@ -46,6 +46,10 @@ DELAY_GAIN = 0.1
 """A new queue delay must predict at least this much lower latency (or fewer replicas) to replace the current."""
 PROBE_S = 60.0
 """The longest a probe of one instance more holds the replica count while its compute times are measured."""
+BACKLOG_DRAIN_S = 60.0
+"""Requests already queued in Triton are planned for as extra arrivals spread over this long: after an overload
+the service must clear its backlog, not only keep up with new requests (e.g. 60,000 queued -> +1,000 req/s).
+In steady state the queue holds about one batch per pod, a negligible addition."""
 RETUNE_INTERVAL_S = 30.0
 """At most one change of the pods' batching this often: each reloads the model on every pod (~1.4 s during which
 its requests wait), and the statistics that judge it start from zero."""
@@ -280,7 +284,9 @@ def _planned(spec: InferenceServiceSpec, obs: Observation, history: History, now
     model = learn(spec, obs, model, history, now)
     history = replace(history, model=model)
     target_util = bounds.target_utilization
-    best = plan(spec, model, rate, slo * TARGET_FRACTION, target_util, obs.queue_delay_us, obs.instance_count)
+    backlog = (obs.pending or 0.0) / BACKLOG_DRAIN_S
+    best = plan(spec, model, rate + backlog, slo * TARGET_FRACTION, target_util, obs.queue_delay_us,
+                obs.instance_count)
     planned, delay, instances, predicted = best.replicas, best.delay_us, best.instances, best.prediction
     fresh_ms = (obs.queue_ms or 0.0) + (obs.compute_ms or 0.0)
     per_pod = f", {instances} instance(s) per pod" if len(instance_choices(spec)) > 1 else ""
@@ -321,10 +327,15 @@ def _planned(spec: InferenceServiceSpec, obs: Observation, history: History, now
                 f"while requests wait up to {delay} us for a batch; {planned} replica(s) give the lowest predicted "
                 f"latency ({_ms(predicted.latency_ms)}): lower spec.batching.{knob}"
                 f"{' or use mode auto' if spec.batching.mode == 'fixed' else ''}")
-    elif breach and planned <= current and since >= obs.window_s:
+    unexplained = bound is None and breach and planned <= current
+    if unexplained and since >= obs.window_s:
         planned = min(bounds.max_replicas, current + 1)  # the model under-predicts a breach seen since the change
     if planned > current:
-        if obs.ready_replicas < current:
+        # Starting replicas are in `current` already: a plan from the arrival rate that needs more than them goes
+        # ahead (a GPU pod starts in 20 s to 10 min; waiting for each batch of pods before the next one turns
+        # one step of load into a staircase). Only the extra replica for a breach the model cannot explain
+        # waits, since the starting replicas may be what the breach lacks.
+        if unexplained and obs.ready_replicas < current:
             return decision(current, "WaitingForReplicas",
                             f"{seen}; {current - obs.ready_replicas} replica(s) still starting",
                             replace(history, calm_since=None))
