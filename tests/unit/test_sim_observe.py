@@ -179,3 +179,20 @@ def test_batch_statistics_since_the_previous_view() -> None:
     second = view(m, 30.0, pods)
     assert second.batch_compute == ((4, pytest.approx(8.0), 375),)
     assert second.concurrency == pytest.approx(0.2)
+
+
+@dataclass
+class OverloadedPod(FakePod):
+    """FakePod whose queue grows by 50 requests/s: it answers 100 req/s of 150 arriving."""
+
+    def run(self, seconds: float) -> None:
+        super().run(seconds)
+        self.queued += int(50 * seconds)
+
+
+def test_answered_rate_is_the_success_counter_and_arrivals_add_the_queue_growth() -> None:
+    m, pods = monitor(), {0: OverloadedPod(), 1: OverloadedPod()}
+    run_pods(m, pods, 0, 60)
+    v = view(m, 60.0, pods)
+    assert v.answered_rate == pytest.approx(200.0)  # what a KEDA trigger on nv_inference_request_success reads
+    assert v.arrival_rate == pytest.approx(300.0)  # what the operator reads: answered plus pending growth

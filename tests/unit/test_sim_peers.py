@@ -190,7 +190,7 @@ def test_ignore_null_values(raw: float | None, want: float) -> None:
 def test_keda_reads_an_outage_as_no_load_where_the_hpa_holds() -> None:
     keda = keda_rate("t", 100.0, RULES, START)
     hpa = HpaPolicy("hpa-queue-compute", "t", queue_compute_ratio, Target.POD_AVERAGE, 1.0, RULES, START)
-    assert keda.step(view(at=0.0, arrival_rate=400.0)).replicas == 4
+    assert keda.step(view(at=0.0, answered_rate=400.0)).replicas == 4
     assert hpa.step(view(at=0.0, queue_compute_ratio=1.0)).replicas == 4
     outage = [15.0 * i for i in range(1, 22)]  # 15 ... 315 s without data
     keda_got = [keda.step(view(at=t)).replicas for t in outage]
@@ -202,8 +202,8 @@ def test_keda_reads_an_outage_as_no_load_where_the_hpa_holds() -> None:
 def test_keda_value_uses_ready_pods_average_value_does_not() -> None:
     rate = keda_rate("t", 100.0, RULES, START)
     latency = keda_latency("t", 100.0, RULES, START)
-    assert rate.step(view(replicas=4, ready=2, arrival_rate=600.0)).replicas == 6  # ceil(600 / 100)
-    assert latency.step(view(replicas=4, ready=2, latency_ms=150.0)).replicas == 3  # ceil(2 x 150 / 100)
+    assert rate.step(view(replicas=4, ready=2, answered_rate=600.0)).replicas == 6  # ceil(600 / 100)
+    assert latency.step(view(replicas=4, ready=2, latency_ms=250.0)).replicas == 5  # ceil(2 x 250 / 100)
 
 
 # ---- Knative KPA ------------------------------------------------------------------------------------------------

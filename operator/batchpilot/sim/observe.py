@@ -199,19 +199,20 @@ class Monitor:
         last = scrapes[-1]
         window = [s for s in scrapes if s.at > now - self.rate_window_s]
 
-        def total_rate(field: str) -> float:
-            rates = [extrapolated_rate(*_series(window, pod, field), now - self.rate_window_s, now)
-                     for pod in _pods(window)]
-            return sum(r for r in rates if r is not None)
+        def total_rate(field: str) -> float | None:
+            rates = [r for r in (extrapolated_rate(*_series(window, pod, field), now - self.rate_window_s, now)
+                                 for pod in _pods(window)) if r is not None]
+            return sum(rates) if rates else None  # no pod with two samples yet: rate() returns no series
 
         answered = total_rate("success")
         growth = [slope(*_series(window, pod, "pending")) for pod in _pods(window)]
         queue_us, compute_us, execs = total_rate("queue_us"), total_rate("compute_us"), total_rate("exec_count")
         latencies = [p.latency_ms for p in last.pods.values() if p.latency_ms is not None]
+        arrival = None if answered is None else answered + max(0.0, sum(g for g in growth if g is not None))
         return View(
             at=base.at, replicas=base.replicas, ready_replicas=base.ready_replicas, pending_pods=base.pending_pods,
             batching=base.batching,
-            arrival_rate=answered + max(0.0, sum(g for g in growth if g is not None)),
+            arrival_rate=arrival,
             latency_ms=max(latencies) if latencies else None,
             queue_ms=_ratio(queue_us, answered, 1e-3), compute_ms=_ratio(compute_us, answered, 1e-3),
             avg_batch_size=_ratio(answered, execs),
@@ -219,7 +220,8 @@ class Monitor:
             ongoing_per_replica=base.ongoing_per_replica,
             gpu_utilization=self._utilization(scrapes),
             queue_compute_ratio=_ratio(queue_us, compute_us),
-            batch_compute=base.batch_compute, concurrency=base.concurrency, window_s=base.window_s)
+            batch_compute=base.batch_compute, concurrency=base.concurrency, window_s=base.window_s,
+            answered_rate=answered)
 
     def _utilization(self, scrapes: list[Scrape]) -> float | None:
         """Busy fraction of each Ready pod's GPU over the last scrape interval, mean over pods."""

@@ -84,6 +84,9 @@ class View:
     """Mean batches in flight per ready pod since the previous view."""
     window_s: float = 30.0
     """The rate window behind the means above."""
+    answered_rate: float | None = None
+    """rate(nv_inference_request_success [window]) summed over pods: what a KEDA Prometheus trigger on Triton's
+    success counter reads (answered only: under overload it stays at what the pods serve)."""
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ Follows kubernetes/kubernetes (read 2026-11-24):
   `stabilizeRecommendation` (the highest recommendation of the last 300 s,
   `--horizontal-pod-autoscaler-downscale-stabilization`); `convertDesiredReplicasWithRules` +
   `calculateScaleUpLimit` (min/max replicas; at most max(2 x current, 4) per sync); a metric that cannot be
-  computed leaves the scale alone. Those are the rules of an HPA without `spec.behavior`, which is what
+  computed leaves the scale alone; `recordInitialRecommendation` seeds the window with the replicas found at
+  the first sync. Those are the rules of an HPA without `spec.behavior`, which is what
   NVIDIA's Triton autoscaling chart and KEDA (without `advanced.horizontalPodAutoscalerConfig`) create.
   With `behavior` set, `pkg/apis/autoscaling/v2/defaults.go` fills the documented default policies (scale up
   by max(+4 pods, +100%) per 15 s, scale down stabilized over 300 s) and `stabilizeRecommendationWithBehaviors`
@@ -171,7 +172,14 @@ def limit(desired: int, current: int, rules: HpaRules) -> tuple[int, str]:
 
 def hpa_decide(target: Target, value: float | None, threshold: float, at: float, current: int, ready: int,
                state: HpaState, rules: HpaRules) -> tuple[int, HpaState, str]:
-    """One HPA sync: (replicas, next state, reason). A missing metric changes nothing."""
+    """One HPA sync: (replicas, next state, reason). A missing metric changes nothing.
+
+    The first sync remembers the current scale as a recommendation (`recordInitialRecommendation`, called by
+    `reconcileAutoscaler` before any metric is read): a new HPA does not scale below the replicas it found for
+    one stabilization window, whatever its first readings say.
+    """
+    if not state.recommendations:
+        state = HpaState(((at, current),))
     if current > rules.max_replicas:
         return rules.max_replicas, state, "AboveMaxReplicas"
     if current < rules.min_replicas:

@@ -12,7 +12,7 @@ Follows kedacore/keda (read 2026-11-24):
 - No `advanced.horizontalPodAutoscalerConfig.behavior`: the HPA runs its legacy rules (see hpa.py).
 
 Triggers and defaults:
-- keda-rate: `sum(rate(nv_inference_request_success[..]))` (View.arrival_rate), AverageValue threshold = the
+- keda-rate: `sum(rate(nv_inference_request_success[..]))` (View.answered_rate), AverageValue threshold = the
   per-pod capacity a user measures offline (sizing.measure_capacity): the number KEDA's docs tell users to put.
 - keda-latency: the p95 from Triton's summary (View.latency_ms), `metricType: Value` (a latency is not
   additive across pods), threshold = the SLO.
@@ -52,7 +52,7 @@ def latency_settings(slo_ms: float) -> Settings:
 
 
 def _arrival_rate(view: View) -> float:
-    return null_as_zero(view.arrival_rate)
+    return null_as_zero(view.answered_rate)
 
 
 def _latency_ms(view: View) -> float:
