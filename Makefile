@@ -52,9 +52,10 @@ test: deps tools lint crds-check ## everything CI runs: lint, type check, CRD ch
 demo: deps tools ## run the sandbox, a sample InferenceService and a load step; writes out/demo/
 	$(BIN)/batchpilot demo
 
-bench: deps tools bench-sim ## reconcile 100 InferenceServices (throughput, p50/p95, memory), decide() cost and the simulator comparison; writes out/bench/
+bench: deps tools bench-sim ## reconcile 100 InferenceServices (throughput, p50/p95, memory), decide() cost, the simulator comparison and its check against the sandbox; writes out/bench/
 	$(BIN)/python -m bench.reconcile_scale --out out/bench $(BENCH_ARGS)
 	$(BIN)/python -m bench.decide_cost --out out/bench
+	$(BIN)/python -m bench.sim_validate --out out/bench/validate
 
 bench-sim: deps ## the simulator comparison alone (every trace, both profiles, 5 seeds, peers swept); writes out/bench/sim/
 	$(BIN)/python -m bench.sim_compare --out out/bench/sim $(SIM_ARGS)
