@@ -35,6 +35,9 @@ from batchpilot.sim.profile import ComputeCurve, load_curve
 from batchpilot.sim.traces import TRACES
 from batchpilot.sim.types import Policy, RunRecord, Trace
 
+BATCHPILOT_UTILIZATION_SWEEP = (0.5, 0.6, 0.7)
+"""Batchpilot's own headroom knob (spec.autoscaling.targetUtilization, default 0.85) swept like the peers'
+thresholds: the same rule picks its best value per trace."""
 ATTAINMENT_GOAL = 0.99
 """A swept setting counts as meeting the SLO at this share of requests within it (the issue's target)."""
 
@@ -100,9 +103,11 @@ def policy_for(spec: RunSpec, trace: Trace) -> Policy:
     first_minute = float(np.sum(trace.arrivals < 60.0)) / 60.0
     initial = min(s.max_replicas, replicas_for(first_minute, capacity))
     if spec.family == "batchpilot":
+        extra = None if spec.setting is None else {"autoscaling": {"targetUtilization": spec.setting}}
         bp = service_spec(curve, s.slo_ms, s.percentile, s.max_batch_size, 1, s.max_replicas,
-                          max_queue_delay_us=max(batching.max_queue_delay_us, 10_000))
-        return BatchpilotPolicy(bp, initial)
+                          max_queue_delay_us=max(batching.max_queue_delay_us, 10_000), extra=extra)
+        label = "default" if spec.setting is None else f"swept targetUtilization {spec.setting:g}"
+        return BatchpilotPolicy(bp, initial, setting=label)
     ctx = PeerContext(1, s.max_replicas, initial, batching, capacity, s.slo_ms, s.percentile, trace,
                       COLD_STARTS[spec.cold_start])
     return make(spec.family, spec.setting, ctx)
@@ -177,13 +182,13 @@ def plan(args: argparse.Namespace) -> tuple[list[RunSpec], list[tuple[str, str, 
         s = SERVICES[service]
         ctx = PeerContext(1, s.max_replicas, 1, batching, capacity, s.slo_ms, s.percentile)
         for trace in args.traces:
-            for family in FAMILIES:
-                found = settings(family, ctx)
-                if found is None or not args.sweep:
+            for family in args.families:
+                found = settings(family, ctx) if family != "batchpilot" else None
+                sweep = BATCHPILOT_UTILIZATION_SWEEP if family == "batchpilot" else found.sweep if found else ()
+                if not sweep or not args.sweep:
                     continue
                 groups.append((service, trace, family))
-                sweeps += [RunSpec(service, trace, 0, family, v, args.cold_start, args.duration_s)
-                           for v in found.sweep]
+                sweeps += [RunSpec(service, trace, 0, family, v, args.cold_start, args.duration_s) for v in sweep]
     return sweeps, groups
 
 
@@ -195,8 +200,7 @@ def final_specs(args: argparse.Namespace, best: dict[tuple[str, str, str], float
                 def spec(family: str, setting: float | None, seed: int = seed, trace: str = trace,
                          service: str = service) -> RunSpec:
                     return RunSpec(service, trace, seed, family, setting, args.cold_start, args.duration_s)
-                specs.append(spec("batchpilot", None))
-                for family in FAMILIES:
+                for family in args.families:
                     specs.append(spec(family, None))
                     chosen = best.get((service, trace, family))
                     if chosen is not None:
@@ -215,6 +219,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", dest="duration_s", type=float, default=None,
                    help="cut every trace to this many seconds")
     p.add_argument("--jobs", type=int, default=max(1, min(4, os.cpu_count() or 1)), help="worker processes")
+    p.add_argument("--families", nargs="+", default=["batchpilot", *FAMILIES], choices=["batchpilot", *FAMILIES],
+                   help="policies to run (default: Batchpilot and every peer)")
     p.add_argument("--no-sweep", dest="sweep", action="store_false",
                    help="peers at their defaults only (the sweep is most of the work)")
     p.add_argument("--quick", action="store_true",
