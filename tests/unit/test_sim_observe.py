@@ -196,3 +196,11 @@ def test_answered_rate_is_the_success_counter_and_arrivals_add_the_queue_growth(
     v = view(m, 60.0, pods)
     assert v.answered_rate == pytest.approx(200.0)  # what a KEDA trigger on nv_inference_request_success reads
     assert v.arrival_rate == pytest.approx(300.0)  # what the operator reads: answered plus pending growth
+
+
+def test_one_scrape_is_no_rate_not_zero_load() -> None:
+    m, pods = monitor(), {0: FakePod(), 1: FakePod()}
+    m.scrape(0.0, pods)
+    v = view(m, 2.0, pods)
+    assert v.arrival_rate is None, "rate() over a single sample returns no series: no data, not 0 req/s"
+    assert v.answered_rate is None and v.queue_ms is None and v.queue_compute_ratio is None

@@ -3,14 +3,12 @@ that the concurrency Knative reads is Little's law of the simulated pods (so the
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pytest
 
 from batchpilot.sim.engine import SimConfig, simulate
-from batchpilot.sim.observe import Monitor
 from batchpilot.sim.policies.hpa import HpaPolicy, HpaRules, HpaState, Target, hpa_decide, queue_compute_ratio
 from batchpilot.sim.policies.keda import keda_rate
 from batchpilot.sim.policies.knative import KpaState, kpa_decide
@@ -51,35 +49,6 @@ def test_a_new_hpa_does_not_scale_below_what_it_found_for_one_window(policy: Hpa
     got = [policy.step(view(t, 4, **low)).replicas for t in times]
     assert set(got[: times.index(315.0) + 1]) == {4}, "held by the first sync's recommendation"
     assert got[times.index(330.0)] == 2, "then the 300 s window lets it go"
-
-
-# ---- the monitor: no rate before a series has two samples ---------------------------------------------------
-
-@dataclass
-class Stats:
-    success: int = 0
-    exec_count: int = 0
-    queue_us: float = 0.0
-    compute_us: float = 0.0
-    per_batch: dict[int, tuple[int, float]] = field(default_factory=dict)
-
-
-@dataclass
-class Pod:
-    stats: Stats = field(default_factory=Stats)
-    queued: int = 5
-    executing: int = 32
-    busy_s: float = 0.0
-    batch_time_s: float = 0.0
-
-
-def test_one_scrape_is_no_rate_not_zero_load() -> None:
-    m = Monitor(percentile=95, scrape_s=5.0, rate_window_s=30.0, summary_window_s=60.0, stale_after_s=60.0)
-    pods = {0: Pod(), 1: Pod()}
-    m.scrape(0.0, pods)
-    v = m.view(2.0, replicas=2, ready_replicas=2, pending_pods=0, batching=BATCHING, pods=pods)
-    assert v.arrival_rate is None, "rate() over a single sample returns no series: no data, not 0 req/s"
-    assert v.queue_ms is None and v.queue_compute_ratio is None
 
 
 # ---- Knative: the concurrency it reads is the pods' own ------------------------------------------------------
