@@ -126,6 +126,10 @@ CASES = [
     ("instanceCount zero", "spec.batching", {"instanceCount": 0}, "spec.batching.instanceCount"),
     ("instanceCount above maxInstanceCount (CEL)", "spec.batching", {"instanceCount": 3, "maxInstanceCount": 2},
      "instanceCount must be <= maxInstanceCount"),
+    ("rejectLateRequests with batching off (CEL)", "spec.batching", {"mode": "off", "rejectLateRequests": True},
+     "rejectLateRequests needs dynamic batching"),
+    ("rejectLateRequests without a profile (CEL)", "spec.batching", {"rejectLateRequests": True},
+     "batching.rejectLateRequests needs model.maxBatchSize > 0 and model.profile"),
     ("paused not a boolean", "spec.paused", "yes", "spec.paused"),
     ("unknown top-level spec field", "spec.replica", 3, "replica"),
 ]

@@ -262,7 +262,9 @@ class BatchingSpec(ApiModel):
     model_config = cel("self.minQueueDelayMicroseconds <= self.maxQueueDelayMicroseconds",
                        "minQueueDelayMicroseconds must be <= maxQueueDelayMicroseconds",
                        "!has(self.maxInstanceCount) || self.instanceCount <= self.maxInstanceCount",
-                       "instanceCount must be <= maxInstanceCount")
+                       "instanceCount must be <= maxInstanceCount",
+                       "!self.rejectLateRequests || self.mode != 'off'",
+                       "rejectLateRequests needs dynamic batching: mode auto or fixed")
 
     mode: Literal["auto", "fixed", "off"] = "auto"
     """auto: Batchpilot picks the queue delay within [minQueueDelayMicroseconds, maxQueueDelayMicroseconds] and
@@ -280,6 +282,11 @@ class BatchingSpec(ApiModel):
     max_instance_count: Annotated[int, Field(ge=1, le=16)] | None = None
     """auto: the most instances per pod Batchpilot may run. Before adding a replica it tries one instance more
     and keeps it only if Triton's measured compute times show the pod serving more. Unset: instanceCount."""
+    reject_late_requests: bool = False
+    """Triton rejects a request that has waited in its queue longer than slo.latencyMs less a full batch's
+    compute time (from spec.model.profile, required): it could only miss the SLO. During a burst the pods then
+    serve the requests that can still meet the SLO instead of a backlog that misses it; the rejected ones fail
+    at once (UNAVAILABLE) and the client may retry. Off: every request is served, however late."""
 
     @model_validator(mode="after")
     def _ordered(self) -> BatchingSpec:
@@ -290,6 +297,9 @@ class BatchingSpec(ApiModel):
         if self.max_instance_count is not None and self.instance_count > self.max_instance_count:
             raise ValueError(f"spec.batching: instanceCount ({self.instance_count}) must be <= maxInstanceCount "
                              f"({self.max_instance_count})")
+        if self.reject_late_requests and self.mode == "off":
+            raise ValueError("spec.batching: rejectLateRequests needs dynamic batching: set mode auto or fixed, "
+                             "or rejectLateRequests false")
         return self
 
 
@@ -302,6 +312,11 @@ class PrometheusSpec(ApiModel):
 
 class InferenceServiceSpec(ApiModel):
     """A Triton inference service kept on its latency SLO at the lowest GPU cost."""
+
+    model_config = cel("!has(self.batching) || !has(self.batching.rejectLateRequests) || "
+                       "!self.batching.rejectLateRequests || (self.model.maxBatchSize > 0 && has(self.model.profile))",
+                       "batching.rejectLateRequests needs model.maxBatchSize > 0 and model.profile (a full batch's "
+                       "compute time sets the queue timeout)")
 
     model: ModelSpec
     """The model to serve."""
@@ -320,4 +335,12 @@ class InferenceServiceSpec(ApiModel):
     min/maxReplicas) and still tunes batching; remove it to hand replicas back to the loop."""
     paused: bool = False
     """Freeze all scaling and tuning actions; keep observing."""
+
+    @model_validator(mode="after")
+    def _late_requests_need_a_full_batch_time(self) -> InferenceServiceSpec:
+        if self.batching.reject_late_requests and (self.model.max_batch_size == 0 or self.model.profile is None):
+            raise ValueError("spec.batching.rejectLateRequests needs spec.model.maxBatchSize > 0 and "
+                             "spec.model.profile (a full batch's compute time sets Triton's queue timeout): add the "
+                             "profile or set rejectLateRequests false")
+        return self
 

@@ -16,6 +16,7 @@ from batchpilot.build.names import (
     MODEL_REPOSITORY,
     ChildNames,
 )
+from batchpilot.control.queue_policy import queue_timeout_us
 
 Manifest = dict[str, Any]
 CONFIG_HASH_ANNOTATION = "batchpilot.dev/config-hash"
@@ -35,7 +36,7 @@ def config_map(name: str, namespace: str, spec: InferenceServiceSpec, tuning: Tu
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": _meta(names.config_map, namespace, names),
-        "data": {"config.pbtxt": render_config_pbtxt(spec.model, spec.batching, tuning)},
+        "data": {"config.pbtxt": render_config_pbtxt(spec.model, spec.batching, tuning, queue_timeout_us(spec))},
     }
 
 
@@ -200,7 +201,8 @@ def deployment(name: str, namespace: str, spec: InferenceServiceSpec, replicas: 
     """The Triton Deployment; `replicas` comes from the control loop, never from a spec default."""
     names = ChildNames(name)
     # From the spec alone: a live retune must not roll the pods, a spec change must.
-    config_hash = hashlib.sha256(render_config_pbtxt(spec.model, spec.batching).encode()).hexdigest()[:16]
+    config = render_config_pbtxt(spec.model, spec.batching, queue_timeout_us=queue_timeout_us(spec))
+    config_hash = hashlib.sha256(config.encode()).hexdigest()[:16]
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

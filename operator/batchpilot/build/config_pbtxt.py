@@ -14,8 +14,10 @@ def _tensors(kind: str, tensors: list[TensorSpec] | None) -> list[str]:
     return [f"{kind} [", ",\n".join(entries), "]"]
 
 
-def render_config_pbtxt(model: ModelSpec, batching: BatchingSpec, tuning: Tuning | None = None) -> str:
-    """config.pbtxt; tuning, when given, is what the control loop tuned (auto mode)."""
+def render_config_pbtxt(model: ModelSpec, batching: BatchingSpec, tuning: Tuning | None = None,
+                        queue_timeout_us: int | None = None) -> str:
+    """config.pbtxt; tuning, when given, is what the control loop tuned (auto mode); queue_timeout_us, when
+    given, rejects requests that waited longer (control/queue_policy.py, spec.batching.rejectLateRequests)."""
     delay = batching.max_queue_delay_microseconds if tuning is None else tuning.queue_delay_us
     instances = batching.instance_count if tuning is None else tuning.instance_count
     lines = [f'name: "{model.name}"']
@@ -31,6 +33,11 @@ def render_config_pbtxt(model: ModelSpec, batching: BatchingSpec, tuning: Tuning
         if batching.preferred_batch_sizes:
             sizes = ", ".join(str(s) for s in batching.preferred_batch_sizes)
             lines.append(f"  preferred_batch_size: [ {sizes} ]")
+        if queue_timeout_us is not None:
+            lines.append("  default_queue_policy {")
+            lines.append("    timeout_action: REJECT")
+            lines.append(f"    default_timeout_microseconds: {queue_timeout_us}")
+            lines.append("  }")
         lines.append("}")
     # No `kind`: Triton picks GPU where there is one, CPU otherwise (the sandbox).
     lines.append(f"instance_group [ {{ count: {instances} }} ]")
