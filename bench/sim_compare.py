@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from batchpilot.control.queue_policy import queue_timeout_us
 from batchpilot.sim.engine import SimConfig, simulate
 from batchpilot.sim.lifecycle import COLD_STARTS
 from batchpilot.sim.metrics import RunMetrics, run_metrics, summarize
@@ -77,6 +78,9 @@ class RunSpec:
     cold_start: str
     duration_s: float | None = None
     """Cut the trace (the smoke test); None: the whole trace."""
+    reject_late: bool = False
+    """Every policy's Triton rejects requests that can no longer meet the SLO (spec.batching.rejectLateRequests
+    for Batchpilot, the same queue timeout in the peers' static batching)."""
 
 
 @lru_cache(maxsize=8)
@@ -102,13 +106,17 @@ def policy_for(spec: RunSpec, trace: Trace) -> Policy:
     curve, batching, capacity = sized(spec.service)
     first_minute = float(np.sum(trace.arrivals < 60.0)) / 60.0
     initial = min(s.max_replicas, replicas_for(first_minute, capacity))
+    extra: dict[str, Any] = {"batching": {"rejectLateRequests": spec.reject_late}}
+    if spec.family == "batchpilot" and spec.setting is not None:
+        extra["autoscaling"] = {"targetUtilization": spec.setting}
+    bp = service_spec(curve, s.slo_ms, s.percentile, s.max_batch_size, 1, s.max_replicas,
+                      max_queue_delay_us=max(batching.max_queue_delay_us, 10_000), extra=extra)
     if spec.family == "batchpilot":
-        extra = None if spec.setting is None else {"autoscaling": {"targetUtilization": spec.setting}}
-        bp = service_spec(curve, s.slo_ms, s.percentile, s.max_batch_size, 1, s.max_replicas,
-                          max_queue_delay_us=max(batching.max_queue_delay_us, 10_000), extra=extra)
         label = "default" if spec.setting is None else f"swept targetUtilization {spec.setting:g}"
         return BatchpilotPolicy(bp, initial, setting=label)
-    ctx = PeerContext(1, s.max_replicas, initial, batching, capacity, s.slo_ms, s.percentile, trace,
+    # The peers' Triton rejects late requests exactly as Batchpilot's would: the same queue timeout.
+    peer_batching = replace(batching, queue_timeout_us=queue_timeout_us(bp) or 0)
+    ctx = PeerContext(1, s.max_replicas, initial, peer_batching, capacity, s.slo_ms, s.percentile, trace,
                       COLD_STARTS[spec.cold_start])
     return make(spec.family, spec.setting, ctx)
 
@@ -188,7 +196,8 @@ def plan(args: argparse.Namespace) -> tuple[list[RunSpec], list[tuple[str, str, 
                 if not sweep or not args.sweep:
                     continue
                 groups.append((service, trace, family))
-                sweeps += [RunSpec(service, trace, 0, family, v, args.cold_start, args.duration_s) for v in sweep]
+                sweeps += [RunSpec(service, trace, 0, family, v, args.cold_start, args.duration_s, args.reject_late)
+                           for v in sweep]
     return sweeps, groups
 
 
@@ -199,7 +208,8 @@ def final_specs(args: argparse.Namespace, best: dict[tuple[str, str, str], float
             for seed in range(args.seeds):
                 def spec(family: str, setting: float | None, seed: int = seed, trace: str = trace,
                          service: str = service) -> RunSpec:
-                    return RunSpec(service, trace, seed, family, setting, args.cold_start, args.duration_s)
+                    return RunSpec(service, trace, seed, family, setting, args.cold_start, args.duration_s,
+                                   args.reject_late)
                 for family in args.families:
                     specs.append(spec(family, None))
                     chosen = best.get((service, trace, family))
@@ -223,6 +233,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="policies to run (default: Batchpilot and every peer)")
     p.add_argument("--no-sweep", dest="sweep", action="store_false",
                    help="peers at their defaults only (the sweep is most of the work)")
+    p.add_argument("--reject-late", action="store_true",
+                   help="every policy's Triton rejects requests that can no longer meet the SLO (Batchpilot's "
+                        "spec.batching.rejectLateRequests; the peers get the same queue timeout)")
     p.add_argument("--quick", action="store_true",
                    help="smoke test: step trace, resnet50, 1 seed, 30 minutes (the step at 20), defaults only (no sweep)")
     args = p.parse_args(argv)

@@ -81,7 +81,12 @@ def write_report(out: Path, results: Sequence[RunResult], swept: Sequence[RunRes
              "of 1-minute windows whose percentile latency meets the SLO; GPU-h: GPU time billed from scheduling "
              "(cold starts and draining included). ± is the 95% interval over seeds. Ratios are Batchpilot's "
              "GPU-hours over the other's (below 1: Batchpilot uses fewer). Best peer: fewest GPU-hours among peers "
-             f"at >= {GOAL:.0%} attainment, else the peer with the highest attainment.", ""]
+             f"at >= {GOAL:.0%} attainment, else the peer with the highest attainment.", "",
+             "Late requests: " + ("every policy's Triton rejects a request that can no longer meet the SLO "
+                                  "(Batchpilot's spec.batching.rejectLateRequests; the peers' static batching gets "
+                                  "the same queue timeout); a rejection is a miss."
+                                  if meta["args"].get("reject_late") == "True" else
+                                  "served however late (Triton's default, every policy)."), ""]
     for name, svc in meta["services"].items():
         lines.append(f"- **{name}**: profile {svc['profile']} x{svc['time_scale']:g}, maxBatchSize "
                      f"{svc['max_batch_size']}, SLO p{svc['percentile']} {svc['slo_ms']:g} ms, peers' static batching "

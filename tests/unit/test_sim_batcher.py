@@ -7,6 +7,7 @@ unless a test says so, so every completion time below is worked out by hand.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -120,6 +121,27 @@ def test_counters_count_at_completion() -> None:
     assert st_.queue_us == pytest.approx(5000 + 4000 + 3000)
     assert st_.compute_us == pytest.approx(3 * 14_000)
     assert (b.busy_s, b.batch_time_s) == (pytest.approx(0.014), pytest.approx(0.014))
+
+
+def test_queue_timeout_rejects_expired_requests_without_running_them() -> None:
+    # One instance, batches of 1, no delay: 0 runs 0-10 ms, 1 runs 10-20 ms; 2 and 3 arrived at 0 and have
+    # waited 20 ms when the instance frees at 20 ms: past the 15 ms timeout, rejected there; 4 (arrived 12 ms)
+    # has waited 8 ms and runs 20-30 ms.
+    b = batcher(Batching(1, 0, queue_timeout_us=15_000))
+    feed(b, [0, 0, 0, 0, 0.012])
+    ids, times = b.advance(1.0)
+    assert dict(zip(ids.tolist(), times.tolist(), strict=True)) == pytest.approx({0: 0.010, 1: 0.020, 4: 0.030})
+    rejected, at = b.take_rejected()
+    assert rejected.tolist() == [2, 3] and at.tolist() == pytest.approx([0.020, 0.020])
+    assert (b.stats.success, b.stats.failure, b.queued) == (3, 2, 0)
+    assert b.take_rejected()[0].tolist() == [], "taken once"
+
+
+def test_queue_timeout_zero_never_rejects() -> None:
+    b = batcher(Batching(1, 0))
+    feed(b, [0] * 50)
+    ids, _ = b.advance(10.0)
+    assert len(ids) == 50 and b.stats.failure == 0 and len(b.take_rejected()[0]) == 0
 
 
 def test_busy_and_batch_time_with_two_batches_side_by_side() -> None:
@@ -267,6 +289,23 @@ def test_conservation_fifo_and_instance_limit(
     assert (b.stats.success, b.stats.exec_count, b.queued, b.executing) == (n, len(log), 0, 0)
     assert b.batch_time_s == pytest.approx(sum(r.end_s - r.start_s for r in log))
     assert b.busy_s <= b.batch_time_s + 1e-12
+
+
+@settings(max_examples=100, deadline=None)
+@given(arrival_lists, batchings(), st.sampled_from([1000, 15_000, 80_000]), st.sampled_from([0.001, 0.05]))
+def test_queue_timeout_conserves_requests_and_runs_none_expired(
+    arrivals: list[float], batching: Batching, timeout_us: int, step: float
+) -> None:
+    b = batcher(replace(batching, queue_timeout_us=timeout_us))
+    ids, _ = run_in_steps(b, arrivals, step)
+    rejected, at = b.take_rejected()
+    assert sorted(ids.tolist() + rejected.tolist()) == list(range(len(arrivals)))  # each exactly once
+    assert (b.stats.success, b.stats.failure) == (len(ids), len(rejected))
+    a = np.array(arrivals)
+    assert np.all(at - a[rejected] > timeout_us / 1e6)  # only expired requests are rejected
+    assert b.batch_log is not None
+    for r in b.batch_log:  # none starts a batch after expiring, but for the delay the batcher waited
+        assert r.start_s <= float(a[r.ids].min()) + (timeout_us + batching.max_queue_delay_us) / 1e6 + 1e-12
 
 
 def reference_one_instance(arrivals: list[float], batching: Batching) -> list[float]:

@@ -69,6 +69,7 @@ def test_rate_of_a_counter_is_never_negative(steps: list[float]) -> None:
 @dataclass
 class FakeStats:
     success: int = 0
+    failure: int = 0
     exec_count: int = 0
     queue_us: float = 0.0
     compute_us: float = 0.0
@@ -194,8 +195,25 @@ def test_answered_rate_is_the_success_counter_and_arrivals_add_the_queue_growth(
     m, pods = monitor(), {0: OverloadedPod(), 1: OverloadedPod()}
     run_pods(m, pods, 0, 60)
     v = view(m, 60.0, pods)
-    assert v.answered_rate == pytest.approx(200.0)  # what a KEDA trigger on nv_inference_request_success reads
+    assert v.answered_rate == pytest.approx(200.0)  # what a KEDA trigger on Triton's request counters reads
     assert v.arrival_rate == pytest.approx(300.0)  # what the operator reads: answered plus pending growth
+
+
+class RejectingPod(FakePod):
+    """FakePod whose queue timeout rejects 40 requests/s beside the 100 it answers."""
+
+    def run(self, seconds: float) -> None:
+        super().run(seconds)
+        self.stats.failure += int(40 * seconds)
+
+
+def test_rejected_requests_count_as_arrivals_and_answers() -> None:
+    m, pods = monitor(), {0: RejectingPod(), 1: RejectingPod()}
+    run_pods(m, pods, 0, 60)
+    v = view(m, 60.0, pods)
+    assert v.arrival_rate == pytest.approx(280.0)  # nv_inference_request_success + _failure, as the operator
+    assert v.answered_rate == pytest.approx(280.0)  # a KEDA trigger on both counters
+    assert v.queue_ms == pytest.approx(2.0)  # per successful request, as adapters/promql.py divides
 
 
 def test_one_scrape_is_no_rate_not_zero_load() -> None:

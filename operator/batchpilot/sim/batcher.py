@@ -11,8 +11,13 @@ instance is free and k requests have arrived, in GetDynamicBatch's order:
   4. max_queue_delay_us == 0: dispatch k;
   5. otherwise wait for the delay to expire or the queue to fill the next preferred size (or max_batch_size).
 max_batch_size 0 (batching off) runs batches of 1 at once.
+With a queue timeout (default_queue_policy, timeout_action REJECT), requests that waited longer than it when
+the batcher looks at the queue (an instance free, at the start of the pending batch) are rejected without
+running, as `src/scheduler_utils.cc` PriorityQueue::PolicyQueue::ApplyPolicy does; Triton answers them with
+an error and counts them in nv_inference_request_failure.
 
-Simplifications: requests have batch size 1, no timeouts, priorities or shape constraints; a batch is formed
+Simplifications: requests have batch size 1, one queue timeout for all (no per-request override), no
+priorities or shape constraints; a request that expires while the batcher waits for the delay is still run; a batch is formed
 only when an instance is free (Triton's rate limiter may hold one payload ready ahead); a batch's duration is
 `curve.ms(b) * (1 + contention * (n - 1)) * noise`, n the batches in flight once it starts (batches starting at
 the same instant see each other), fixed at its start: later starts do not slow it down.
@@ -48,6 +53,8 @@ class BatchStats:
 
     success: int = 0
     """Requests completed (nv_inference_request_success)."""
+    failure: int = 0
+    """Requests rejected by the queue timeout (nv_inference_request_failure, reason REJECTED)."""
     exec_count: int = 0
     """Batches executed (nv_inference_exec_count)."""
     queue_us: float = 0.0
@@ -59,7 +66,8 @@ class BatchStats:
 
     def copy(self) -> BatchStats:
         """An independent snapshot (the engine diffs two of them for rates)."""
-        return BatchStats(self.success, self.exec_count, self.queue_us, self.compute_us, dict(self.per_batch))
+        return BatchStats(self.success, self.failure, self.exec_count, self.queue_us, self.compute_us,
+                          dict(self.per_batch))
 
 
 class BatchRecord(NamedTuple):
@@ -90,6 +98,8 @@ class _Rules:
     max_batch: int
     """0: batching off."""
     delay_s: float
+    timeout_s: float
+    """Queue timeout, seconds; 0: none."""
     largest_preferred: tuple[int, ...]
     """k (0..max_batch-1) -> largest preferred size <= k, 0 if none."""
     next_target: tuple[int, ...]
@@ -109,8 +119,9 @@ class _Rules:
 
 def _rules(batching: Batching) -> _Rules:
     m = batching.max_batch_size
-    if m < 0 or batching.max_queue_delay_us < 0 or batching.instance_count < 1:
-        raise ValueError(f"invalid batching {batching}: need max_batch_size >= 0, delay >= 0, instances >= 1")
+    if m < 0 or batching.max_queue_delay_us < 0 or batching.instance_count < 1 or batching.queue_timeout_us < 0:
+        raise ValueError(f"invalid batching {batching}: need max_batch_size >= 0, delay >= 0, instances >= 1, "
+                         "queue timeout >= 0")
     preferred = sorted(set(batching.preferred_batch_sizes)) if m else []
     if any(not 1 <= p <= m for p in preferred):
         raise ValueError(
@@ -119,7 +130,7 @@ def _rules(batching: Batching) -> _Rules:
     # An empty list means [max_batch_size] (NormalizeModelConfig): rule 1 and next_target cover that already.
     largest = tuple(max((p for p in preferred if p <= k), default=0) for k in range(m))
     targets = tuple(min([p for p in preferred if p > k] + [m]) for k in range(m))
-    return _Rules(m, batching.max_queue_delay_us / 1e6, largest, targets)
+    return _Rules(m, batching.max_queue_delay_us / 1e6, batching.queue_timeout_us / 1e6, largest, targets)
 
 
 class ReplicaBatcher:
@@ -159,6 +170,8 @@ class ReplicaBatcher:
         self._reloads_due: list[tuple[float, float, Batching]] = []
         self._done: list[_Flight] = []
         """Completed batches not yet added to `stats` (added in bulk, vectorized)."""
+        self._rejected: list[tuple[IntArray, float]] = []
+        """(ids, time) of requests rejected by the queue timeout, not yet taken by take_rejected()."""
         self._set_batching(batching)
         self.stats = BatchStats()
         self.busy_s = 0.0
@@ -273,8 +286,29 @@ class ReplicaBatcher:
         ends = np.repeat(np.array([f.end for f in ended]), [f.size for f in ended])
         return ids, ends
 
+    def take_rejected(self) -> tuple[IntArray, FloatArray]:
+        """(ids, rejection times) of the requests the queue timeout rejected since the last call."""
+        if not self._rejected:
+            return np.zeros(0, np.int64), np.zeros(0)
+        ids = np.concatenate([i for i, _ in self._rejected])
+        times = np.repeat(np.array([t for _, t in self._rejected]), [len(i) for i, _ in self._rejected])
+        self._rejected = []
+        return ids, times
+
+    def _expire(self, t: float) -> None:
+        """Reject the requests at the head that have waited longer than the queue timeout at t."""
+        cutoff = t - self._rules.timeout_s
+        end = int(self._arr.searchsorted(cutoff, "left"))  # arrived before the cutoff: expired (now > t + timeout)
+        if end > self._head:
+            end = min(end, self._tail)
+            self._rejected.append((self._ids[self._head:end].copy(), t))
+            self.stats.failure += end - self._head
+            self._head = end
+
     def _plan(self, t0: float) -> tuple[float, int] | None:
         """(time, size) of the next batch if an instance is free from t0 and nothing else is enqueued."""
+        if self._rules.timeout_s > 0 and self._head < self._tail:
+            self._expire(max(t0, float(self._arr[self._head])))
         head = self._head
         if head >= self._tail:
             return None

@@ -192,6 +192,7 @@ class Simulation:
             self.reloads[pod.index] = [r for r in self.reloads[pod.index] if r >= until]
         self._enqueue(batcher, ids)
         self._collect(pod, *batcher.advance(until))
+        batcher.take_rejected()  # rejected by the queue timeout: failed, their latency stays inf
 
     def _enqueue(self, batcher: ReplicaBatcher, ids: IdArray) -> None:
         if len(ids):
@@ -212,6 +213,7 @@ class Simulation:
         for pod in self.fleet.serving():
             if pod.batcher is not None:
                 self._collect(pod, *pod.batcher.advance(tail_end))
+                pod.batcher.take_rejected()
         r = self.record
         r.latency_ms = self.latency
         r.gpu_seconds = self.fleet.gpu_seconds(self.trace.duration_s)

@@ -8,8 +8,8 @@ What it models, and from where:
 - Triton's latency summary (`nv_inference_request_summary_us`, `--metrics-config summary_latencies=true`)
   gives each pod's quantile over about the last minute (SUMMARY_WINDOW_S in control/planner.py); it is kept
   across a reload here (clients saw the pause).
-- The operator's queries (adapters/promql.py, adapters/prometheus.py): arrival rate = answered rate plus the
-  growth of pending requests; latency = max over pods of the quantile; means = rate over rate.
+- The operator's queries (adapters/promql.py, adapters/prometheus.py): arrival rate = answered rate (successes
+  and failures) plus the growth of pending requests; latency = max over pods of the quantile; means = rate over rate.
 - batch_compute and concurrency come, as in control_loop.py, from Triton's per-pod statistics read directly at
   the decision (no scrape lag), differenced against the previous decision's read.
 """
@@ -35,6 +35,8 @@ class Stats(Protocol):
 
     @property
     def success(self) -> int: ...
+    @property
+    def failure(self) -> int: ...
     @property
     def exec_count(self) -> int: ...
     @property
@@ -66,6 +68,8 @@ class PodSample:
 
     success: float
     """nv_inference_request_success (a counter; inference count is the same: one inference per request)."""
+    failure: float
+    """nv_inference_request_failure (counter): requests the queue timeout rejected."""
     queue_us: float
     """nv_inference_queue_duration_us (counter)."""
     compute_us: float
@@ -162,8 +166,8 @@ class Monitor:
 
     def _sample(self, pod: int, b: Served, now: float) -> PodSample:
         s = b.stats
-        return PodSample(float(s.success), float(s.queue_us), float(s.compute_us), float(s.exec_count),
-                         float(b.queued), float(b.busy_s), self._quantile(pod, now))
+        return PodSample(float(s.success), float(s.failure), float(s.queue_us), float(s.compute_us),
+                         float(s.exec_count), float(b.queued), float(b.busy_s), self._quantile(pod, now))
 
     def _quantile(self, pod: int, now: float) -> float | None:
         chunks = self._done.get(pod)
@@ -204,11 +208,12 @@ class Monitor:
                                  for pod in _pods(window)) if r is not None]
             return sum(rates) if rates else None  # no pod with two samples yet: rate() returns no series
 
-        answered = total_rate("success")
+        answered, failed = total_rate("success"), total_rate("failure")
         growth = [slope(*_series(window, pod, "pending")) for pod in _pods(window)]
         queue_us, compute_us, execs = total_rate("queue_us"), total_rate("compute_us"), total_rate("exec_count")
         latencies = [p.latency_ms for p in last.pods.values() if p.latency_ms is not None]
-        arrival = None if answered is None else answered + max(0.0, sum(g for g in growth if g is not None))
+        answered_all = None if answered is None else answered + (failed or 0.0)
+        arrival = None if answered_all is None else answered_all + max(0.0, sum(g for g in growth if g is not None))
         return View(
             at=base.at, replicas=base.replicas, ready_replicas=base.ready_replicas, pending_pods=base.pending_pods,
             batching=base.batching,
@@ -221,7 +226,7 @@ class Monitor:
             gpu_utilization=self._utilization(scrapes),
             queue_compute_ratio=_ratio(queue_us, compute_us),
             batch_compute=base.batch_compute, concurrency=base.concurrency, window_s=base.window_s,
-            answered_rate=answered)
+            answered_rate=answered_all)
 
     def _utilization(self, scrapes: list[Scrape]) -> float | None:
         """Busy fraction of each Ready pod's GPU over the last scrape interval, mean over pods."""

@@ -41,6 +41,9 @@ class Batching:
     max_queue_delay_us: int
     preferred_batch_sizes: tuple[int, ...] = ()
     instance_count: int = 1
+    queue_timeout_us: int = 0
+    """default_queue_policy { timeout_action: REJECT, default_timeout_microseconds }: a request that has waited
+    longer is rejected, not run, when the batcher next looks at it; 0: no timeout (Triton's default)."""
 
 
 @dataclass(frozen=True)
@@ -85,8 +88,9 @@ class View:
     window_s: float = 30.0
     """The rate window behind the means above."""
     answered_rate: float | None = None
-    """rate(nv_inference_request_success [window]) summed over pods: what a KEDA Prometheus trigger on Triton's
-    success counter reads (answered only: under overload it stays at what the pods serve)."""
+    """rate(nv_inference_request_success [window]) + rate(nv_inference_request_failure [window]) summed over
+    pods: what a KEDA Prometheus trigger on Triton's request counters reads (answered only: under overload it
+    stays at what the pods serve, or reject)."""
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,9 @@ control interval (OperatorSettings.control_interval_seconds, 15 s) it builds an 
 Prometheus and Triton report, calls decide(spec, observation, history, now), carries the History to the next
 tick, scales to the decision's replicas and, when the decision carries a queue delay, retunes the pods to it.
 The spec is what a user would write (sandbox/sample.py is the model): the SLO, replica bounds, batching mode
-auto between a min and max queue delay, and spec.model.profile seeded with the GPU's offline curve.
+auto between a min and max queue delay, and spec.model.profile seeded with the GPU's offline curve. With
+spec.batching.rejectLateRequests the pods' batching carries the queue timeout the operator renders
+(control/queue_policy.py).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from batchpilot.api.spec import InferenceServiceSpec
 from batchpilot.control.planner import decide
+from batchpilot.control.queue_policy import queue_timeout_us
 from batchpilot.control.types import History, Observation
 from batchpilot.sim.profile import ComputeCurve
 from batchpilot.sim.types import Action, Batching, View
@@ -105,4 +108,5 @@ class BatchpilotPolicy:
 
     def _batching(self, delay_us: int, instances: int) -> Batching:
         return Batching(self.spec.model.max_batch_size, delay_us,
-                        tuple(self.spec.batching.preferred_batch_sizes or ()), instances)
+                        tuple(self.spec.batching.preferred_batch_sizes or ()), instances,
+                        queue_timeout_us(self.spec) or 0)

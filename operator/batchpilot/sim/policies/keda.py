@@ -12,7 +12,8 @@ Follows kedacore/keda (read 2026-11-24):
 - No `advanced.horizontalPodAutoscalerConfig.behavior`: the HPA runs its legacy rules (see hpa.py).
 
 Triggers and defaults:
-- keda-rate: `sum(rate(nv_inference_request_success[..]))` (View.answered_rate), AverageValue threshold = the
+- keda-rate: `sum(rate(nv_inference_request_success[..])) + sum(rate(nv_inference_request_failure[..]))`
+  (View.answered_rate: requests rejected by a queue timeout count as load), AverageValue threshold = the
   per-pod capacity a user measures offline (sizing.measure_capacity): the number KEDA's docs tell users to put.
 - keda-latency: the p95 from Triton's summary (View.latency_ms), `metricType: Value` (a latency is not
   additive across pods), threshold = the SLO.
