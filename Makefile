@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 SIM_ARGS ?=
 
-.PHONY: help deps k8s-bins prometheus tools crds crds-check lint test test-unit test-integration demo bench bench-sim sandbox-up sandbox-down clean
+.PHONY: help deps k8s-bins prometheus keda tools crds crds-check lint test test-unit test-integration demo bench bench-sim sandbox-up sandbox-down clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -30,7 +30,10 @@ k8s-bins: ## build etcd, kube-apiserver, kube-controller-manager and helm once i
 prometheus: ## build upstream Prometheus (with Kubernetes discovery) once into $BATCHPILOT_CACHE
 	@hack/build-prometheus.sh >/dev/null
 
-tools: k8s-bins prometheus ## every binary the sandbox needs (kubectl is expected on PATH)
+keda: ## build KEDA's operator and metrics API server (and copy its CRDs) once into $BATCHPILOT_CACHE
+	@hack/build-keda.sh >/dev/null
+
+tools: k8s-bins prometheus keda ## every binary the sandbox needs (kubectl is expected on PATH)
 	@command -v kubectl >/dev/null || { echo "kubectl is required on PATH" >&2; exit 1; }
 
 crds: deps ## regenerate crds/ from the API models

@@ -1,5 +1,6 @@
 """Certificates and keys for the local control plane: a CA, the API server's serving cert,
-an admin client cert (system:masters) and the service-account signing key."""
+an admin client cert (system:masters), the service-account signing key, and the aggregation layer's
+front-proxy CA with the client cert the API server presents to extension API servers (e.g. KEDA's)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,14 @@ class Pki:
     admin_key: Path
     sa_key: Path
     sa_pub: Path
+    front_proxy_ca_cert: Path
+    """Signs front_proxy_client; extension API servers trust X-Remote-User headers only from its certs."""
+    front_proxy_client_cert: Path
+    """The API server's client cert when it proxies to an extension API server (CN FRONT_PROXY_CLIENT)."""
+    front_proxy_client_key: Path
+
+
+FRONT_PROXY_CLIENT = "front-proxy-client"  # the CN kube-apiserver's --requestheader-allowed-names lists
 
 
 def _key() -> ec.EllipticCurvePrivateKey:
@@ -95,6 +104,9 @@ def generate(directory: Path) -> Pki:
                 "admin.key",
                 "sa.key",
                 "sa.pub",
+                "front-proxy-ca.crt",
+                "front-proxy-client.crt",
+                "front-proxy-client.key",
             )
         )
     )
@@ -141,6 +153,17 @@ def generate(directory: Path) -> Pki:
         ),
     )
 
+    # A CA of its own, as kubeadm does: a cert from the cluster CA must not be able to assert any user.
+    fp_ca_key = _key()
+    fp_ca_name = _name("batchpilot-sandbox-front-proxy-ca")
+    _write_cert(pki.front_proxy_ca_cert, _issue(fp_ca_name, fp_ca_key, fp_ca_name, fp_ca_key, ca=True))
+    fp_key = _key()
+    _write_key(pki.front_proxy_client_key, fp_key)
+    _write_cert(
+        pki.front_proxy_client_cert,
+        _issue(_name(FRONT_PROXY_CLIENT), fp_key, fp_ca_name, fp_ca_key, usage=[ExtendedKeyUsageOID.CLIENT_AUTH]),
+    )
+
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     _write_key(pki.sa_key, sa_key)
     pki.sa_pub.write_bytes(
@@ -151,11 +174,41 @@ def generate(directory: Path) -> Pki:
     return pki
 
 
-def issue_client(pki: Pki, directory: Path, name: str, cn: str, org: str | None = None) -> tuple[Path, Path]:
-    """A client certificate signed by the sandbox CA (e.g. for a user bound by RBAC in tests)."""
+def _load_ca(pki: Pki) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
     assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
-    ca_cert = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
+    return x509.load_pem_x509_certificate(pki.ca_cert.read_bytes()), ca_key
+
+
+def issue_server(
+    pki: Pki, directory: Path, name: str, cn: str, dns_names: list[str], ips: list[str]
+) -> tuple[Path, Path]:
+    """A serving certificate signed by the sandbox CA, also good as a client cert (KEDA's operator and
+    metrics server use one certificate for both ends of their mutual-TLS gRPC link)."""
+    ca_cert, ca_key = _load_ca(pki)
+    key = _key()
+    cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
+    directory.mkdir(parents=True, exist_ok=True)
+    sans: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
+    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
+    _write_key(key_path, key)
+    _write_cert(
+        cert_path,
+        _issue(
+            _name(cn),
+            key,
+            ca_cert.subject,
+            ca_key,
+            usage=[ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+            sans=sans,
+        ),
+    )
+    return cert_path, key_path
+
+
+def issue_client(pki: Pki, directory: Path, name: str, cn: str, org: str | None = None) -> tuple[Path, Path]:
+    """A client certificate signed by the sandbox CA (e.g. for a user bound by RBAC in tests)."""
+    ca_cert, ca_key = _load_ca(pki)
     key = _key()
     cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
     _write_key(key_path, key)

@@ -1,4 +1,5 @@
-"""A real local Kubernetes control plane: etcd, kube-apiserver (RBAC on) and kube-controller-manager.
+"""A real local Kubernetes control plane: etcd, kube-apiserver (RBAC on, aggregation layer on) and
+kube-controller-manager (its HPA controller at the default 15 s sync).
 
 Binaries come from `make k8s-bins` (or KUBEBUILDER_ASSETS). Each start gets free loopback ports, a fresh
 PKI and a kubeconfig with an admin (system:masters) client certificate.
@@ -28,6 +29,26 @@ SERVICE_CIDR = "10.96.0.0/16"  # allocated to Services only; nothing routes to i
 
 class ControlPlaneError(RuntimeError):
     pass
+
+
+def aggregation_flags(pki: certs.Pki) -> list[str]:
+    """kube-apiserver flags for the aggregation layer (APIServices served by e.g. KEDA's metrics server).
+
+    The API server proxies to an extension API server with the front-proxy client cert and the caller's
+    identity in X-Remote-* headers, and publishes the front-proxy CA in kube-system's
+    extension-apiserver-authentication ConfigMap so the extension server can trust those headers. With
+    aggregator routing it dials the Service's Endpoints directly: the sandbox routes no Service IPs.
+    """
+    return [
+        f"--requestheader-client-ca-file={pki.front_proxy_ca_cert}",
+        f"--requestheader-allowed-names={certs.FRONT_PROXY_CLIENT}",
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+        "--requestheader-group-headers=X-Remote-Group",
+        "--requestheader-username-headers=X-Remote-User",
+        f"--proxy-client-cert-file={pki.front_proxy_client_cert}",
+        f"--proxy-client-key-file={pki.front_proxy_client_key}",
+        "--enable-aggregator-routing=true",
+    ]
 
 
 @dataclass
@@ -102,6 +123,7 @@ class ControlPlane:
                 "--authorization-mode=RBAC", f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--allow-privileged=true", "--disable-admission-plugins=ServiceAccount",
                 "--enable-priority-and-fairness=false", "--profiling=false", "--v=1",
+                *aggregation_flags(pki),
             ], logs)
             self._write_kubeconfig(pki)
             self._wait_ready(timeout_s)

@@ -34,3 +34,15 @@ def helm_binary() -> Path:
 
 def default_workdir() -> Path:
     return Path(os.environ.get("BATCHPILOT_SANDBOX_DIR", Path.cwd() / ".sandbox"))
+
+
+KEDA_HINT = "run `make keda` (builds KEDA's operator and metrics server and copies its CRDs: hack/build-keda.sh)"
+
+
+def keda_bins_dir() -> Path:
+    """Directory holding keda-operator, keda-adapter and crds/ from `make keda`."""
+    base = cache_dir() / "keda-bins" / "current"
+    missing = [p for p in ("keda-operator", "keda-adapter", "crds") if not (base / p).exists()]
+    if missing:
+        raise FileNotFoundError(f"KEDA missing in {base}: {', '.join(missing)}; {KEDA_HINT}")
+    return base

@@ -1,4 +1,5 @@
-"""The whole sandbox on one machine: control plane, CRD, sandbox kubelet, Prometheus and the operator.
+"""The whole sandbox on one machine: control plane, CRD, sandbox kubelet, Prometheus and the operator
+(and, opt-in, KEDA as a peer autoscaler).
 
 `Sandbox` is used three ways: as a context manager by tests and the demo (everything dies with the caller),
 and detached by `batchpilot sandbox up|status|down`, which keep the process ids in `<workdir>/sandbox.json`.
@@ -18,6 +19,7 @@ from pathlib import Path
 from types import TracebackType
 
 from batchpilot.sandbox.controlplane import ControlPlane
+from batchpilot.sandbox.keda import Keda
 from batchpilot.sandbox.kubectl import KubectlError, install_crd, kubectl
 from batchpilot.sandbox.paths import default_workdir
 from batchpilot.sandbox.process import free_port, pid_alive, spawn, stop_pid, stop_process, tail
@@ -43,6 +45,8 @@ class SandboxConfig:
     metrics_window_s: float = 15.0
     detach: bool = False
     operator_env: dict[str, str] = field(default_factory=dict)
+    keda: bool = False
+    """Also run KEDA's operator and metrics API server (peer comparisons); off for the demo."""
 
 
 @dataclass
@@ -69,6 +73,7 @@ class Sandbox:
         self.progress = progress
         self.control_plane = ControlPlane(config.workdir / "control-plane", detach=config.detach)
         self.prometheus: PrometheusServer | None = None
+        self.keda: Keda | None = None
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.operator_port = 0
 
@@ -109,6 +114,10 @@ class Sandbox:
             self.operator_port = free_port()
             self._start_prometheus()
             self.progress(f"Prometheus ready at {self.prometheus_url}")
+            if self.config.keda:
+                self.keda = Keda(self.control_plane, self.config.workdir / "keda", detach=self.config.detach)
+                self.keda.start()
+                self.progress(f"KEDA serving external metrics from {self.keda.host_ip}:{self.keda.metrics_port}")
             if self.config.operator:
                 self.start_operator()
                 self.progress(f"operator running (metrics on 127.0.0.1:{self.operator_port})")
@@ -187,6 +196,8 @@ class Sandbox:
             stop_process(kubelet, grace_s=30)
         if self.prometheus is not None:
             self.prometheus.stop()
+        if self.keda is not None:
+            self.keda.stop()
         self.control_plane.stop()
 
     # -- detached use (`batchpilot sandbox up|status|down`)
@@ -195,6 +206,8 @@ class Sandbox:
         pids.update({f"control-plane/{n}": p.pid for n, p in self.control_plane.procs.items()})
         if self.prometheus is not None and self.prometheus.proc is not None:
             pids["prometheus"] = self.prometheus.proc.pid
+        if self.keda is not None:
+            pids.update({n: p.pid for n, p in self.keda.procs.items()})
         state = SandboxState(str(self.kubeconfig), self.control_plane.server, self.prometheus_url,
                              f"http://127.0.0.1:{self.operator_port}/metrics", pids)
         (self.config.workdir / STATE_FILE).write_text(json.dumps(asdict(state), indent=1) + "\n")
@@ -205,8 +218,8 @@ def load_state(workdir: Path) -> SandboxState | None:
     return SandboxState(**json.loads(path.read_text())) if path.exists() else None
 
 
-STOP_ORDER = ("operator", "kubelet", "prometheus", "control-plane/kube-controller-manager",
-              "control-plane/kube-apiserver", "control-plane/etcd")
+STOP_ORDER = ("operator", "kubelet", "prometheus", "keda-adapter", "keda-operator",
+              "control-plane/kube-controller-manager", "control-plane/kube-apiserver", "control-plane/etcd")
 
 
 def stop_detached(workdir: Path) -> list[str]:
@@ -231,7 +244,8 @@ def cli(args: argparse.Namespace) -> int:
         if state and any(pid_alive(p) for p in state.pids.values()):
             print(f"a sandbox is already running in {workdir}; `batchpilot sandbox down` first", file=sys.stderr)
             return 1
-        config = SandboxConfig(workdir, gpus=args.gpus, operator=not args.no_operator, detach=True)
+        config = SandboxConfig(workdir, gpus=args.gpus, operator=not args.no_operator, detach=True,
+                               keda=args.keda)
         Sandbox(config, progress=lambda m: print(f"[sandbox] {m}", flush=True)).start()
         print(f"sandbox up; use it with:\n  export KUBECONFIG={workdir / 'control-plane' / 'kubeconfig'}")
         return 0
