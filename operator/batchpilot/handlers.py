@@ -61,25 +61,39 @@ def _lock(memo: kopf.Memo) -> threading.Lock:
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
-def reconcile_children(body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, patch: kopf.Patch, memo: kopf.Memo,
-                       **_: Any) -> None:
-    parsed = _spec(spec)
+def reconcile_children(body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, status: kopf.Status, patch: kopf.Patch,
+                       memo: kopf.Memo, **_: Any) -> None:
+    generation = int(meta.get("generation") or 0)
+    failure: render.ReconcileFailure | None = None
+    error: Exception | None = None
     try:
+        parsed = parse_spec(spec)
         with _lock(memo):
             replicas = reconcile(memo.kube, dict(body), parsed, SETTINGS.fetcher_image)
-    except ApiException as e:
-        detail = render.api_error(e.body or e.reason)
-        if not render.refused_for_good(e.status, detail):
-            raise  # transient: kopf retries
-        message = f"the API server refused a child: {detail}"
-        kopf.event(body, type="Warning", reason="ReconcileFailed", message=message)
-        raise kopf.PermanentError(message) from None
-    patch.status["observedGeneration"] = meta.get("generation")
+    except SpecError as e:
+        error, failure = e, render.spec_failure(str(e))
+    except Exception as e:  # every failure becomes a condition; kopf still retries the transient ones
+        error, failure = e, render.reconcile_failure(e)
+    _record(memo, status, patch, render.reconcile_conditions(status.get("conditions"), failure, generation,
+                                                             time.time()), generation)
+    if error is not None and failure is not None:
+        kopf.event(body, type="Warning", reason="ReconcileFailed", message=failure.message)
+        if failure.stalled:
+            raise kopf.PermanentError(failure.message) from None
+        raise error  # transient: kopf retries it with its back-off
     patch.status["replicas"] = replicas
     patch.status["selector"] = ChildNames(meta["name"]).selector_string
     kopf.event(body, type="Normal", reason="Reconciled",
                message=f"applied the Triton Deployment ({replicas} replica(s)), Service, config and PodDisruptionBudget "
-                       f"for generation {meta.get('generation')}")
+                       f"for generation {generation}")
+
+
+def _record(memo: kopf.Memo, status: kopf.Status, patch: kopf.Patch, conditions: list[dict[str, Any]],
+            generation: int) -> None:
+    """Write the Stalled/Reconciling pair and keep it for the control loop's next tick (see build/status.py)."""
+    memo.reconcile_conditions = conditions
+    patch.status["conditions"] = render.merge_conditions(status.get("conditions"), conditions)
+    patch.status["observedGeneration"] = generation
 
 
 def _owner(meta: kopf.Meta) -> str | None:
@@ -138,8 +152,10 @@ def control(body: kopf.Body, spec: kopf.Spec, name: str, namespace: str | None, 
     memo.history = decision.history
     previous = status.get("conditions")
     pods = service_pods(memo.kube.api, namespace, ChildNames(name).selector_string)
-    conditions = render.tick_conditions(previous, parsed, obs, decision, result.metrics_error, pods,
-                                        int(meta.get("generation") or 0), now)
+    conditions = render.merge_conditions(
+        render.tick_conditions(previous, parsed, obs, decision, result.metrics_error, pods,
+                               int(meta.get("generation") or 0), now),
+        memo.get("reconcile_conditions") or [])  # the last apply's pair, even if written while this tick ran
     patch.status["conditions"] = conditions
     failure = failure_event(previous, render.find(conditions, "Ready"))
     if failure is not None:

@@ -89,11 +89,13 @@ def test_status_and_conditions_carry_the_generation(service: Sandbox) -> None:
         live = get(service, "inferenceservice")
         status = live.get("status") or {}
         found = status.get("conditions") or []
-        ok = status.get("observedGeneration") == live["metadata"]["generation"] and len(found) == 4
+        ok = status.get("observedGeneration") == live["metadata"]["generation"] and len(found) == 6
         return found if ok else None
 
-    found = wait_for("status with four conditions", conditions, 60)
-    assert {c["type"] for c in found} == {"Ready", "MetricsAvailable", "Autoscaling", "SLOMet"}
+    found = wait_for("status with six conditions", conditions, 60)
+    assert [c["type"] for c in found] == ["Ready", "MetricsAvailable", "Autoscaling", "SLOMet", "Stalled",
+                                          "Reconciling"]
+    assert [(c["status"], c["reason"]) for c in found[4:]] == [("False", "Reconciled")] * 2
     generation = get(service, "inferenceservice")["metadata"]["generation"]
     assert all(c["observedGeneration"] == generation for c in found)
     ready = next(c for c in found if c["type"] == "Ready")
@@ -160,11 +162,26 @@ def test_a_pod_monitor_appears_once_its_crd_exists(service: Sandbox) -> None:
     assert monitor["metadata"]["ownerReferences"][0]["kind"] == "InferenceService"
 
 
-def test_a_child_the_api_server_refuses_becomes_a_warning_event(service: Sandbox) -> None:
-    """affinity passes through the CRD as written; a malformed one is refused when the Deployment is applied."""
-    bad = manifest(runtime={"affinity": {"nodeAffinity": "nonsense"}})
-    bad["metadata"]["name"] = "bad-affinity"
-    apply(service, bad)
+def test_a_child_the_api_server_refuses_stalls_the_service_until_the_spec_is_fixed(service: Sandbox) -> None:
+    """affinity passes through the CRD as written; a malformed one is refused when the Deployment is applied: a
+    Warning Event and status Stalled=True (reason, the API server's message, the generation), kept by the control
+    loop's ticks beside its own conditions. Fixing the spec clears it."""
+    good = manifest()
+    good["metadata"]["name"] = "bad-affinity"
+    apply(service, good)
+
+    def conditions() -> dict[str, dict[str, Any]]:
+        live = get(service, "inferenceservice", "bad-affinity")
+        status = live.get("status") or {}
+        if status.get("observedGeneration") != live["metadata"]["generation"]:
+            return {}
+        return {c["type"]: c for c in status.get("conditions") or []}
+
+    def observed_at() -> str | None:
+        return ((get(service, "inferenceservice", "bad-affinity").get("status") or {}).get("observed") or {}).get("at")
+
+    wait_for("the control loop's conditions", lambda: "SLOMet" in conditions(), 60)
+    apply(service, {**good, "spec": manifest(runtime={"affinity": {"nodeAffinity": "nonsense"}})["spec"]})
 
     def refused() -> str:
         return service.kubectl("get", "events", "-n", NAMESPACE, "--field-selector",
@@ -173,7 +190,19 @@ def test_a_child_the_api_server_refuses_becomes_a_warning_event(service: Sandbox
 
     message = wait_for("a ReconcileFailed Event", refused, 60)
     assert "affinity" in message, message
-    assert get(service, "deployment", "bad-affinity") is None
+    stalled = wait_for("Stalled=True", lambda: (c := conditions().get("Stalled")) and c["status"] == "True" and c,
+                       60)
+    assert stalled["reason"] == "ChildInvalid" and "spec.template.spec.affinity" in stalled["message"]
+    assert stalled["observedGeneration"] == 2
+    for tick in range(2):
+        at = observed_at()
+        wait_for(f"control tick {tick + 1} after the refusal", lambda a=at: observed_at() not in (None, a), 30)
+    ticked = conditions()
+    assert ticked["Stalled"] == stalled and {"Ready", "MetricsAvailable", "Autoscaling", "SLOMet"} <= ticked.keys()
+    apply(service, good)
+    cleared = wait_for("Stalled=False", lambda: (c := conditions().get("Stalled")) and c["status"] == "False" and c,
+                       60)
+    assert cleared["reason"] == "Reconciled" and cleared["observedGeneration"] == 3
     service.kubectl("delete", "inferenceservice", "-n", NAMESPACE, "bad-affinity", check=False)
 
 

@@ -168,10 +168,11 @@ def specs(draw: st.DrawFn, most_replicas: int = 1000) -> InferenceServiceSpec:
                                 "instanceCount": count}
     if draw(st.booleans()):
         batching["maxInstanceCount"] = draw(st.integers(count, 4))
-    if draw(st.booleans()):
-        batching["preferredBatchSizes"] = draw(st.lists(st.integers(1, 64), min_size=1, max_size=3))
+    max_batch = draw(st.integers(0, 64))
+    if draw(st.booleans()):  # within maxBatchSize, as the CRD requires (ignored when it is 0)
+        batching["preferredBatchSizes"] = draw(st.lists(st.integers(1, max_batch or 64), min_size=1, max_size=3))
     return InferenceServiceSpec.model_validate({
-        "model": {"name": "m", "repository": {"configMap": "m"}, "maxBatchSize": draw(st.integers(0, 64))},
+        "model": {"name": "m", "repository": {"configMap": "m"}, "maxBatchSize": max_batch},
         "slo": {"latencyMs": draw(st.floats(1, 1000)), "percentile": draw(st.sampled_from([95, 99]))},
         "autoscaling": {"minReplicas": low, "maxReplicas": top,
                         "targetUtilization": draw(st.floats(0.2, 0.95))},

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any, cast
@@ -14,6 +16,18 @@ from kubernetes.dynamic.exceptions import ResourceNotFoundError
 from batchpilot.api.spec import GROUP, PLURAL, VERSION
 
 FIELD_MANAGER = "batchpilot"
+_NOT_YAML_PRINTABLE = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]")
+"""Characters YAML 1.1 does not take raw (C1 controls, line separators, surrogates, non-characters)."""
+
+
+def apply_body(manifest: dict[str, Any]) -> bytes:
+    """The body of a server-side apply: JSON, read by the API server as YAML (application/apply-patch+yaml).
+
+    The client's own json.dumps escapes a character beyond the BMP (an emoji in an env value) as a UTF-16
+    surrogate pair, which YAML refuses ("found invalid Unicode character escape code"); so characters stay raw
+    UTF-8, and only those YAML cannot take raw are escaped (as \\uXXXX, which JSON and YAML read alike)."""
+    text = json.dumps(manifest, ensure_ascii=False)
+    return _NOT_YAML_PRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text).encode()
 
 
 def load_kube_config() -> client.ApiClient:
@@ -49,8 +63,9 @@ class Kube:
                 self._dynamic = DynamicClient(self.api)
             return self._dynamic
 
-    def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        """Server-side apply with Batchpilot's field manager; idempotent."""
+    def apply(self, manifest: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
+        """Server-side apply with Batchpilot's field manager; idempotent. dry_run: the API server checks and
+        admits it (dryRun=All) without storing it."""
         try:
             resource = self.dynamic.resources.get(api_version=manifest["apiVersion"], kind=manifest["kind"])
         except ResourceNotFoundError:  # a CRD installed since discovery was cached
@@ -58,8 +73,8 @@ class Kube:
             resource = self.dynamic.resources.get(api_version=manifest["apiVersion"], kind=manifest["kind"])
         meta = manifest["metadata"]
         result = resource.server_side_apply(
-            body=manifest, name=meta["name"], namespace=meta.get("namespace"),
-            field_manager=FIELD_MANAGER, force_conflicts=True,
+            body=apply_body(manifest), name=meta["name"], namespace=meta.get("namespace"),
+            field_manager=FIELD_MANAGER, force_conflicts=True, **({"dry_run": "All"} if dry_run else {}),
         )
         return dict(result.to_dict())
 

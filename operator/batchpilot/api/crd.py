@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from batchpilot.api.spec import GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION, InferenceServiceSpec
+from batchpilot.api.spec import (
+    GROUP,
+    KIND,
+    PLURAL,
+    SERVICE_NAME_MAX,
+    SERVICE_NAME_PATTERN,
+    SHORT_NAMES,
+    SINGULAR,
+    VERSION,
+    InferenceServiceSpec,
+)
 from batchpilot.api.status import InferenceServiceStatus
 
 _DROP = {"title"}
@@ -99,6 +109,13 @@ def crd() -> dict[str, Any]:
                     "type": "object",
                     "description": InferenceServiceSpec.__doc__,
                     "required": ["spec"],
+                    # The name is the Service's (a DNS-1035 label) and a label value: CEL may read metadata.name.
+                    "x-kubernetes-validations": [{
+                        "rule": f"self.metadata.name.size() <= {SERVICE_NAME_MAX} && "
+                                f"self.metadata.name.matches(r'{SERVICE_NAME_PATTERN}')",
+                        "message": f"metadata.name must be at most {SERVICE_NAME_MAX} lower-case letters, digits and "
+                                   "'-', starting with a letter (it names the Service and is a label value)",
+                    }],
                     "properties": {
                         "apiVersion": {"type": "string", "description": "API version of this object."},
                         "kind": {"type": "string", "description": "Kind of this object."},

@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
 from batchpilot.api.base import ApiModel, cel
-from batchpilot.api.kube_types import EnvVar, KubeObject, LocalObjectReference, Quantity, Toleration
+from batchpilot.api.kube_types import (
+    LABEL_VALUE_PATTERN,
+    LIST_BY_NAME,
+    OBJECT_NAME_PATTERN,
+    QUALIFIED_NAME_PATTERN,
+    RESOURCE_NAME_RULE,
+    WHOLE_EXTENDED_RULE,
+    EnvVar,
+    KubeObject,
+    LocalObjectReference,
+    Quantity,
+    Toleration,
+    is_extended,
+    quantity,
+    resource_problem,
+)
 
 GROUP = "batchpilot.dev"
 VERSION = "v1alpha1"
@@ -21,6 +37,9 @@ GPU_RESOURCE = "nvidia.com/gpu"
 # A Kubernetes-style name: also what a Triton model directory may be called. Restricting it here keeps
 # user strings out of PromQL and file paths.
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$"
+SERVICE_NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+SERVICE_NAME_MAX = 63
+"""metadata.name of an InferenceService names its Service (a DNS-1035 label) and is a label value: <= 63."""
 # https://host/path, s3://bucket/prefix or gs://bucket/prefix; no whitespace, quotes or shell metacharacters.
 STORAGE_URI_PATTERN = (r"^(https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%/+=,@:-]*)?"
                        r"|(s3|gs)://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9._~%/+=,@:-]*)?)$")
@@ -29,7 +48,7 @@ STORAGE_URI_PATTERN = (r"^(https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%/
 class PvcSource(ApiModel):
     """A PersistentVolumeClaim that holds the model directory."""
 
-    claim_name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=253)]
+    claim_name: Annotated[str, Field(pattern=OBJECT_NAME_PATTERN, max_length=253)]
     """Name of the PersistentVolumeClaim in the service's namespace."""
     sub_path: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$",
                                    max_length=1024)] | None = None
@@ -54,14 +73,14 @@ class ModelRepository(ApiModel):
     """https://host/path/model.tar.gz (a .tar.gz, .tgz, .tar or .zip archive whose root holds the version folders
     such as 1/, or one folder that does; any other file becomes version 1), s3://bucket/prefix or gs://bucket/prefix
     (every object under the prefix is the model directory); fetched by an init container before Triton starts."""
-    credentials_secret: Annotated[str, Field(pattern=NAME_PATTERN, max_length=253)] | None = None
+    credentials_secret: Annotated[str, Field(pattern=OBJECT_NAME_PATTERN, max_length=253)] | None = None
     """Secret with the credentials for storageUri, passed to the fetcher as environment variables:
     AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION, AWS_ENDPOINT_URL (s3; gs through
     its S3-compatible API with HMAC keys), HTTP_AUTHORIZATION (https: the Authorization header), CA_BUNDLE (PEM
     of a private certificate authority)."""
     pvc: PvcSource | None = None
     """A PersistentVolumeClaim holding the model directory, mounted read-only."""
-    config_map: Annotated[str, Field(pattern=NAME_PATTERN, max_length=253)] | None = None
+    config_map: Annotated[str, Field(pattern=OBJECT_NAME_PATTERN, max_length=253)] | None = None
     """Name of a ConfigMap in the same namespace whose keys are the files of model version 1 (small models)."""
 
     @model_validator(mode="after")
@@ -138,19 +157,50 @@ class ModelSpec(ApiModel):
         return self
 
 
+ResourceMap = Annotated[dict[str, Quantity], Field(max_length=7, json_schema_extra={"x-kubernetes-validations": [
+    {"rule": RESOURCE_NAME_RULE, "message": "resource names are cpu, memory, ephemeral-storage or a qualified "
+                                            "extended resource such as nvidia.com/gpu"},
+    {"rule": WHOLE_EXTENDED_RULE, "message": "extended resources such as nvidia.com/gpu take whole numbers"}]})]
+
+
 class ResourceRequirements(ApiModel):
     """Compute resources of the Triton container, as in a Pod (nvidia.com/gpu in limits)."""
 
-    requests: dict[str, Quantity] | None = None
+    model_config = cel(
+        "!has(self.requests) || !has(self.limits) || self.requests.all(k, !(k in self.limits) || "
+        "!quantity(string(self.requests[k])).isGreaterThan(quantity(string(self.limits[k]))))",
+        "each request must be <= its limit",
+        # Extended resources are whole numbers (WHOLE_EXTENDED_RULE): int() compares them, at a lower CEL cost.
+        "!has(self.requests) || self.requests.all(k, !k.contains('/') || (has(self.limits) && k in self.limits && "
+        "int(string(self.requests[k])) == int(string(self.limits[k]))))",
+        "an extended resource (nvidia.com/gpu) requested must have an equal limit",
+    )
+
+    requests: ResourceMap | None = None
     """Minimum resources, e.g. cpu: "1", memory: 2Gi."""
-    limits: dict[str, Quantity] | None = None
+    limits: ResourceMap | None = None
     """Maximum resources; nvidia.com/gpu here is the GPUs each replica takes."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ResourceRequirements:
+        for where, values in (("requests", self.requests), ("limits", self.limits)):
+            problem = resource_problem(values)
+            if problem is not None:
+                raise ValueError(f"spec.runtime.resources.{where}: {problem}")
+        limits = self.limits or {}
+        for name, value in (self.requests or {}).items():
+            if name in limits and quantity(value) > quantity(limits[name]):
+                raise ValueError(f"spec.runtime.resources: requests.{name} ({value}) must be <= limits.{name} "
+                                 f"({limits[name]})")
+            if is_extended(name) and (name not in limits or quantity(value) != quantity(limits[name])):
+                raise ValueError(f"spec.runtime.resources: requests.{name} ({value}) needs an equal limits.{name}")
+        return self
 
     @property
     def gpus(self) -> int:
         """GPUs per replica (nvidia.com/gpu in limits, else requests)."""
         value = (self.limits or {}).get(GPU_RESOURCE, (self.requests or {}).get(GPU_RESOURCE, 0))
-        return int(float(value))
+        return int(quantity(value))
 
 
 DEFAULT_RESOURCES = ResourceRequirements(requests={"cpu": "1", "memory": "2Gi"},
@@ -165,18 +215,37 @@ class RuntimeSpec(ApiModel):
     resources: ResourceRequirements = DEFAULT_RESOURCES
     """Resources per replica (default: 1 CPU and 2Gi requested, a 2Gi memory limit, one nvidia.com/gpu). Setting
     it replaces the whole default, as in a Pod: include nvidia.com/gpu in limits to get a GPU."""
-    node_selector: dict[str, Annotated[str, Field(max_length=63)]] | None = None
+    node_selector: Annotated[
+        dict[str, Annotated[str, Field(pattern=LABEL_VALUE_PATTERN, max_length=63)]],
+        Field(max_length=32, json_schema_extra={"x-kubernetes-validations": [
+            {"rule": f"self.all(k, k.size() <= 316 && k.matches(r'{QUALIFIED_NAME_PATTERN}'))",
+             "message": "keys must be label keys: an optional DNS prefix and '/', then up to 63 letters, digits, "
+                        "'-', '_' or '.'"}]}),
+    ] | None = None
     """Labels a node must have to run the pods, e.g. nvidia.com/gpu.product: NVIDIA-H100-80GB-HBM3."""
     tolerations: Annotated[list[Toleration], Field(max_length=32)] | None = None
     """Extra tolerations (one for nvidia.com/gpu:NoSchedule is added whenever the pods take GPUs)."""
     affinity: KubeObject | None = None
     """Pod affinity, as in a Pod spec (nodeAffinity, podAffinity, podAntiAffinity)."""
-    env: Annotated[list[EnvVar], Field(max_length=128)] | None = None
+    env: Annotated[list[EnvVar], Field(max_length=128, json_schema_extra=LIST_BY_NAME)] | None = None
     """Environment of the Triton container, as in a Pod spec."""
-    service_account_name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=253)] | None = None
+    service_account_name: Annotated[str, Field(pattern=OBJECT_NAME_PATTERN, max_length=253)] | None = None
     """ServiceAccount the pods run as (the namespace's default when unset)."""
-    image_pull_secrets: Annotated[list[LocalObjectReference], Field(max_length=16)] | None = None
+    image_pull_secrets: Annotated[list[LocalObjectReference], Field(max_length=16, json_schema_extra=LIST_BY_NAME)] | None = None
     """Secrets for pulling the image from a private registry."""
+
+    @model_validator(mode="after")
+    def _keys_and_names(self) -> RuntimeSpec:
+        for field, items in (("env", self.env), ("imagePullSecrets", self.image_pull_secrets)):
+            names = [i.name for i in items or []]
+            twice = sorted({n for n in names if names.count(n) > 1})
+            if twice:
+                raise ValueError(f"spec.runtime.{field}: each name once (given twice: {', '.join(twice)})")
+        for key in self.node_selector or {}:
+            if len(key) > 316 or not re.fullmatch(QUALIFIED_NAME_PATTERN, key):
+                raise ValueError(f"spec.runtime.nodeSelector: {key!r} is not a label key (an optional DNS prefix and "
+                                 "'/', then up to 63 letters, digits, '-', '_' or '.')")
+        return self
 
     @property
     def gpus(self) -> int:
@@ -316,7 +385,10 @@ class InferenceServiceSpec(ApiModel):
     model_config = cel("!has(self.batching) || !has(self.batching.rejectLateRequests) || "
                        "!self.batching.rejectLateRequests || (self.model.maxBatchSize > 0 && has(self.model.profile))",
                        "batching.rejectLateRequests needs model.maxBatchSize > 0 and model.profile (a full batch's "
-                       "compute time sets the queue timeout)")
+                       "compute time sets the queue timeout)",
+                       "!has(self.batching) || !has(self.batching.preferredBatchSizes) || self.model.maxBatchSize == 0 "
+                       "|| self.batching.preferredBatchSizes.all(b, b <= self.model.maxBatchSize)",
+                       "batching.preferredBatchSizes must be <= model.maxBatchSize (Triton refuses to load the model)")
 
     model: ModelSpec
     """The model to serve."""
@@ -335,6 +407,15 @@ class InferenceServiceSpec(ApiModel):
     min/maxReplicas) and still tunes batching; remove it to hand replicas back to the loop."""
     paused: bool = False
     """Freeze all scaling and tuning actions; keep observing."""
+
+    @model_validator(mode="after")
+    def _preferred_sizes_fit_the_model(self) -> InferenceServiceSpec:
+        # Triton's ValidateModelConfig (core/src/model_config_utils.cc) refuses a larger preferred size.
+        too_big = [b for b in self.batching.preferred_batch_sizes or [] if b > self.model.max_batch_size]
+        if self.model.max_batch_size > 0 and too_big:
+            raise ValueError(f"spec.batching.preferredBatchSizes {too_big} must be <= spec.model.maxBatchSize "
+                             f"({self.model.max_batch_size}): Triton refuses to load the model otherwise")
+        return self
 
     @model_validator(mode="after")
     def _late_requests_need_a_full_batch_time(self) -> InferenceServiceSpec:

@@ -89,7 +89,9 @@ class Condition(ApiModel):
     """A standard Kubernetes condition."""
 
     type: str
-    """Ready, MetricsAvailable, Autoscaling or SLOMet."""
+    """Ready, MetricsAvailable, Autoscaling, SLOMet (the control loop's), Stalled or Reconciling (applying the
+    children: Stalled=True when the spec or the cluster must change first, Reconciling=True while an error is
+    retried)."""
     status: Literal["True", "False", "Unknown"]
     """Whether the condition holds."""
     reason: str
@@ -106,7 +108,7 @@ class InferenceServiceStatus(ApiModel):
     """Observed state of an InferenceService."""
 
     observed_generation: int | None = None
-    """The spec generation last reconciled."""
+    """The spec generation the operator last acted on (Stalled and Reconciling say whether applying it worked)."""
     replicas: int | None = None
     """Desired replicas of the Triton Deployment."""
     ready_replicas: int | None = None
@@ -123,4 +125,4 @@ class InferenceServiceStatus(ApiModel):
     """When the loop last changed the replica count (RFC 3339, as in HorizontalPodAutoscaler): a restarted operator
     resumes its cooldowns from it."""
     conditions: list[Condition] | None = None
-    """Ready, MetricsAvailable, Autoscaling, SLOMet."""
+    """Ready, MetricsAvailable, Autoscaling, SLOMet, Stalled, Reconciling."""

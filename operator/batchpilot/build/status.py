@@ -1,11 +1,31 @@
-"""Pure renderers of InferenceService status: conditions, observation and last decision."""
+"""Pure renderers of InferenceService status: conditions, observation and last decision.
+
+Who owns which condition: the control loop (handlers.control, every tick) writes Ready, MetricsAvailable,
+Autoscaling and SLOMet; applying the children (handlers.reconcile_children) writes the kstatus pair Stalled and
+Reconciling, so a failed apply is never silent and Ready keeps saying whether Triton serves:
+- applied: Stalled=False and Reconciling=False, reason Reconciled;
+- refused for good (the spec, or something only a person can change, must change first: SpecInvalid,
+  ChildInvalid, ChildForbidden): Stalled=True, Reconciling=False, with the API server's message;
+- failed for now (Conflict, ApiUnavailable, Timeout, InternalError; kopf retries): Reconciling=True,
+  Stalled=False, with the error.
+Both carry the generation they were computed for, and status.observedGeneration moves with them (kstatus reads
+"Stalled at generation N" as a failure, not as work in progress). The loop's ticks keep the pair as the last
+apply left it (`merge_conditions`), and the handlers hand the latest pair to each tick (kopf runs the timer
+beside the change handlers, so a tick's list could otherwise miss a pair written while it ran).
+Polarity and names follow kstatus (sigs.k8s.io/cli-utils pkg/kstatus README: "abnormal-true" conditions).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
+
+import urllib3.exceptions
+from kubernetes.client.exceptions import ApiException
 
 from batchpilot.api.spec import InferenceServiceSpec
 from batchpilot.api.status import (
@@ -40,7 +60,7 @@ def condition(
 def merge_conditions(previous: list[dict[str, Any]] | None, updates: list[dict[str, Any]]) -> list[dict[str, Any]]:
     by_type = {c["type"]: c for c in previous or []}
     by_type.update({c["type"]: c for c in updates})
-    order = ["Ready", "MetricsAvailable", "Autoscaling", "SLOMet"]
+    order = ["Ready", "MetricsAvailable", "Autoscaling", "SLOMet", "Stalled", "Reconciling"]
     return sorted(by_type.values(), key=lambda c: order.index(c["type"]) if c["type"] in order else 99)
 
 
@@ -97,6 +117,89 @@ def refused_for_good(status: int | None, message: str) -> bool:
     """Whether an API error is about the object itself (retrying the same spec cannot help): invalid, forbidden,
     or a server-side apply whose object does not fit the type (reported as a 500)."""
     return status in (400, 403, 422) or (status == 500 and "failed to create typed patch object" in message)
+
+
+class ReconcileReason(enum.StrEnum):
+    """Reasons of the Stalled and Reconciling conditions: how the last apply of the children ended."""
+
+    RECONCILED = "Reconciled"
+    """Every child applied."""
+    SPEC_INVALID = "SpecInvalid"
+    """The stored spec does not parse (the CRD let through what the operator's model refuses)."""
+    CHILD_INVALID = "ChildInvalid"
+    """The API server refused a child as invalid (400, 422, or a 500 when the object does not fit its type)."""
+    CHILD_FORBIDDEN = "ChildForbidden"
+    """The API server forbade a child (403: a ResourceQuota, RBAC, a terminating namespace)."""
+    CONFLICT = "Conflict"
+    """409: another writer changed the object meanwhile; retried."""
+    API_UNAVAILABLE = "ApiUnavailable"
+    """The API server answered with another error (5xx, 429, ...); retried."""
+    TIMEOUT = "Timeout"
+    """No answer in time, or no connection; retried."""
+    INTERNAL_ERROR = "InternalError"
+    """Anything else (an operator bug: see its log); retried."""
+
+
+STALLED_REASONS = frozenset({ReconcileReason.SPEC_INVALID, ReconcileReason.CHILD_INVALID,
+                             ReconcileReason.CHILD_FORBIDDEN})
+"""Failures that retrying the same spec cannot fix: Stalled=True, and kopf does not retry them."""
+MESSAGE_LIMIT = 1024
+"""Characters kept of a foreign error message (an invalid Deployment lists every cause)."""
+
+
+@dataclass(frozen=True)
+class ReconcileFailure:
+    """Why applying the children failed, for the conditions and the Warning Event."""
+
+    reason: ReconcileReason
+    message: str
+    """For people: what was refused and the API server's own words."""
+
+    @property
+    def stalled(self) -> bool:
+        return self.reason in STALLED_REASONS
+
+
+def _one_line(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= MESSAGE_LIMIT else flat[: MESSAGE_LIMIT - 3] + "..."
+
+
+def reconcile_failure(error: BaseException) -> ReconcileFailure:
+    """Classify what applying the children raised: an API error by its HTTP status (and the API server's
+    message), no answer (timeouts, connection errors) as Timeout, anything else as InternalError."""
+    if isinstance(error, ApiException):
+        status = error.status
+        detail = api_error(error.body or error.reason) or f"HTTP {status}"
+        if refused_for_good(status, detail):
+            reason = ReconcileReason.CHILD_FORBIDDEN if status == 403 else ReconcileReason.CHILD_INVALID
+            return ReconcileFailure(reason, _one_line(f"the API server refused a child: {detail}"))
+        reason = ReconcileReason.CONFLICT if status == 409 else ReconcileReason.API_UNAVAILABLE
+        return ReconcileFailure(reason, _one_line(f"the API server answered {status}, retrying: {detail}"))
+    text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    # urllib3's timeouts and connection errors (under the client) are its HTTPError, not builtin ones.
+    if isinstance(error, (TimeoutError, OSError, urllib3.exceptions.HTTPError)):
+        return ReconcileFailure(ReconcileReason.TIMEOUT, _one_line(f"no answer from the API server, retrying: {text}"))
+    return ReconcileFailure(ReconcileReason.INTERNAL_ERROR,
+                            _one_line(f"applying the children failed, retrying: {text}"))
+
+
+def spec_failure(message: str) -> ReconcileFailure:
+    """A stored spec the operator's model refuses (the message names the field)."""
+    return ReconcileFailure(ReconcileReason.SPEC_INVALID, _one_line(f"the spec cannot be served: {message}"))
+
+
+def reconcile_conditions(previous: list[dict[str, Any]] | None, failure: ReconcileFailure | None, generation: int,
+                         now: float) -> list[dict[str, Any]]:
+    """Stalled and Reconciling after one apply of the children (failure None: every child applied)."""
+    if failure is None:
+        done = ReconcileReason.RECONCILED.value
+        message = f"every child applied for generation {generation}"
+        return [condition(previous, "Stalled", False, done, message, generation, now),
+                condition(previous, "Reconciling", False, done, message, generation, now)]
+    return [condition(previous, "Stalled", failure.stalled, failure.reason.value, failure.message, generation, now),
+            condition(previous, "Reconciling", not failure.stalled, failure.reason.value, failure.message,
+                      generation, now)]
 
 
 def _finite(value: float | None) -> float | None:

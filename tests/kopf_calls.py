@@ -1,0 +1,33 @@
+"""Calling Batchpilot's kopf handlers outside a running operator, as kopf would: the same kwargs, a Patch to
+inspect, and whatever the handler raised (kopf retries a plain exception, never a PermanentError)."""
+
+from __future__ import annotations
+
+import contextvars
+from typing import Any
+
+import kopf
+from kopf._core.engines import posting
+
+from batchpilot import handlers
+
+
+def call_reconcile_children(kube: Any, obj: dict[str, Any], memo: kopf.Memo | None = None) -> tuple[
+        kopf.Patch, kopf.Memo, BaseException | None]:
+    """handlers.reconcile_children on the stored object `obj` with memo.kube = kube; Events are not posted (no
+    operator runs to post them)."""
+    patch, memo = kopf.Patch(), memo if memo is not None else kopf.Memo()
+    memo.kube = kube
+    settings = kopf.OperatorSettings()
+    settings.posting.enabled = False
+
+    def call() -> BaseException | None:
+        posting.settings_var.set(settings)  # what kopf's own task context holds
+        try:
+            handlers.reconcile_children(body=kopf.Body(obj), spec=obj["spec"], meta=obj["metadata"],
+                                        status=obj.get("status") or {}, patch=patch, memo=memo)
+        except Exception as e:  # noqa: BLE001 - returned for the test to inspect
+            return e
+        return None
+
+    return patch, memo, contextvars.copy_context().run(call)
