@@ -74,7 +74,8 @@ def tick(
                               avg_batch_size=metrics.avg_batch_size, pending=metrics.pending,
                               gpu_utilization=metrics.gpu_utilization)
     decision = decide(spec, observation, history, now)
-    acted = decision.changes(observation)
+    # autoscaling.mode external: an HPA or KEDA owns the count; the operator never writes it, whatever decide says.
+    acted = decision.changes(observation) and spec.autoscaling.mode != "external"
     if acted:
         kube.scale(namespace, name, decision.replicas)
     result: Retune | None = None

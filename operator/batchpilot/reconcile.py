@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from batchpilot.adapters.kube import Kube
+from kubernetes.client.exceptions import ApiException
+
+from batchpilot.adapters.kube import HANDOVER_MANAGER, Kube
 from batchpilot.api.spec import InferenceServiceSpec
 from batchpilot.build.batching import Tuning
 from batchpilot.build.children import Manifest, children
+from batchpilot.build.names import ChildNames
 
 
 def owned_by(manifest: Manifest, owner: dict[str, Any]) -> Manifest:
@@ -28,7 +31,8 @@ def edited_by_others(meta: dict[str, Any], field_manager: str) -> bool:
     applied it (from managedFields): only then is a repair due; status updates and our own applies are not drift."""
     entries = meta.get("managedFields") or []
     ours = max((e.get("time") or "" for e in entries if e.get("manager") == field_manager), default="")
-    return any(e.get("manager") != field_manager and not str(e.get("manager", "")).startswith("kube-")
+    return any(e.get("manager") not in (field_manager, HANDOVER_MANAGER)
+               and not str(e.get("manager", "")).startswith("kube-")
                and e.get("subresource") != "status" and (e.get("time") or "") >= ours for e in entries)
 
 
@@ -37,6 +41,8 @@ def desired_replicas(live: int | None, spec: InferenceServiceSpec) -> int:
     spec's bounds."""
     bounds = spec.autoscaling
     start = spec.replicas if spec.replicas is not None else (bounds.min_replicas if live is None else live)
+    if spec.autoscaling.mode == "external" and live is not None:
+        return live  # the HPA's count, whatever Batchpilot's bounds say
     return max(bounds.min_replicas, min(bounds.max_replicas, start))
 
 
@@ -54,12 +60,30 @@ def tuned(status: dict[str, Any], spec: InferenceServiceSpec) -> Tuning | None:
     return Tuning(delay, instances)
 
 
+def hand_over_replicas(kube: Kube, name: str, namespace: str, replicas: int) -> None:
+    """Before the Deployment is applied without replicas (autoscaling.mode external), a second field manager
+    claims the live count, so the field is not removed (and reset to 1) when Batchpilot's apply drops it. Without
+    force: once an HPA has written the count it owns it, the claim conflicts (409) and is skipped."""
+    claim = {"apiVersion": "apps/v1", "kind": "Deployment",
+             "metadata": {"name": ChildNames(name).deployment, "namespace": namespace},
+             "spec": {"replicas": replicas}}
+    try:
+        kube.apply(claim, field_manager=HANDOVER_MANAGER, force=False)
+    except ApiException as e:
+        if e.status != 409:
+            raise
+
+
 def reconcile(kube: Kube, owner: dict[str, Any], spec: InferenceServiceSpec, fetcher_image: str) -> int:
-    """Apply every child; returns the replica count the Deployment was applied with."""
+    """Apply every child; returns the replica count the Deployment was applied with (autoscaling.mode external:
+    the live count, which the Deployment is applied without, so the HPA keeps owning it)."""
     name, namespace = owner["metadata"]["name"], owner["metadata"]["namespace"]
     live = kube.deployment(namespace, name)
     replicas = desired_replicas(live.replicas if live else None, spec)
-    for manifest in children(name, namespace, spec, replicas, tuned(owner.get("status") or {}, spec),
+    applied = None if spec.autoscaling.mode == "external" else replicas
+    if applied is None and live is not None:
+        hand_over_replicas(kube, name, namespace, live.replicas)
+    for manifest in children(name, namespace, spec, applied, tuned(owner.get("status") or {}, spec),
                              fetcher_image=fetcher_image,
                              pod_monitor_crd=kube.has_crd(POD_MONITOR_CRD)):
         kube.apply(owned_by(manifest, owner))

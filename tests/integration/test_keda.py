@@ -12,6 +12,7 @@ pod's counter starts at 0, so the sum, and the decision, stay put once scaled).
 from __future__ import annotations
 
 import json
+import time
 import urllib.parse
 from collections.abc import Iterator
 from typing import Any
@@ -19,9 +20,12 @@ from typing import Any
 import pytest
 import yaml
 
+from batchpilot.adapters.kube import FIELD_MANAGER
+from batchpilot.build.names import ChildNames
 from batchpilot.sandbox.gpu_emulator import model_configmap
 from batchpilot.sandbox.keda import EXTERNAL_METRICS_PATH, Keda
 from batchpilot.sandbox.process import tail
+from batchpilot.sandbox.sample import SampleService
 from batchpilot.sandbox.stack import Sandbox
 from support import infer, wait_for
 
@@ -91,10 +95,11 @@ def triton_pod_spec() -> dict[str, Any]:
     return {"containers": [container], "volumes": volumes}
 
 
-def scaled_object(name: str, prometheus_url: str, query: str, threshold: int) -> dict[str, Any]:
+def scaled_object(name: str, prometheus_url: str, query: str, threshold: int,
+                  namespace: str = NAMESPACE) -> dict[str, Any]:
     return {
         "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
-        "metadata": {"name": name, "namespace": NAMESPACE},
+        "metadata": {"name": name, "namespace": namespace},
         "spec": {
             "scaleTargetRef": {"name": name}, "minReplicaCount": 1, "maxReplicaCount": 5,
             "pollingInterval": POLLING_S,
@@ -117,8 +122,8 @@ def external_values(sandbox: Sandbox, hpa: dict[str, Any]) -> list[float]:
     return [float(v["value"]) for v in json.loads(sandbox.kubectl("get", "--raw", path))["items"]]
 
 
-def get(sandbox: Sandbox, kind: str, name: str) -> Any:
-    out = sandbox.kubectl("get", "-n", NAMESPACE, kind, name, "-o", "json", check=False)
+def get(sandbox: Sandbox, kind: str, name: str, namespace: str = NAMESPACE) -> Any:
+    out = sandbox.kubectl("get", "-n", namespace, kind, name, "-o", "json", check=False)
     return json.loads(out) if out else None
 
 
@@ -196,3 +201,61 @@ def test_hpa_scales_triton_on_its_own_request_counter(sandbox: Sandbox, keda: Ke
              2 * HPA_SYNC_S + 2 * POLLING_S + 60, detail)
     status = get(sandbox, "hpa", f"keda-hpa-{TRITON}")["status"]
     assert status["desiredReplicas"] == TRITON_REPLICAS
+
+
+EXTERNAL = SampleService(name="external", namespace="it-keda-external", max_replicas=4)
+EXTERNAL_REPLICAS = 2  # ceil(200 / 100): the HPA's count, which Batchpilot's own plan (idle: 1) would not run
+
+
+def test_batching_only_mode_leaves_the_replicas_to_keda_and_never_writes_them(sandbox: Sandbox, keda: Keda) -> None:
+    """autoscaling.mode external: a ScaledObject on the InferenceService's Deployment owns the count; the
+    operator applies the Deployment without replicas, never scales it, and reports ExternalReplicas."""
+    ns, deploy = EXTERNAL.namespace, ChildNames(EXTERNAL.name).deployment
+    manifests = EXTERNAL.manifests()
+    manifests[-1]["spec"]["autoscaling"]["mode"] = "external"
+    sandbox.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(manifests))
+    try:
+        wait_for("the operator to create the Deployment", lambda: get(sandbox, "deployment", deploy, ns), 60)
+        sandbox.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(
+            scaled_object(deploy, sandbox.prometheus_url, f"vector({EXTERNAL_REPLICAS * 100})", 100, ns)))
+
+        def detail() -> str:
+            return "\n".join([sandbox.kubectl("get", "hpa,deploy,pods,inferenceservice", "-n", ns, "-o", "wide",
+                                               check=False),
+                               sandbox.kubectl("get", "events", "-n", ns, check=False),
+                               "operator log:\n" + tail(sandbox.logs / "operator.log", 20)])
+
+        def scaled() -> bool:
+            d = get(sandbox, "deployment", deploy, ns)
+            return bool(d and d["spec"]["replicas"] == EXTERNAL_REPLICAS and
+                        d["status"].get("readyReplicas") == EXTERNAL_REPLICAS)
+
+        wait_for(f"the HPA to scale the Triton Deployment to {EXTERNAL_REPLICAS} ready", scaled,
+                 2 * HPA_SYNC_S + 2 * POLLING_S + 90, detail)
+
+        def reported() -> dict[str, Any] | None:
+            status = get(sandbox, "inferenceservice", EXTERNAL.name, ns).get("status") or {}
+            autoscaling = next((c for c in status.get("conditions") or [] if c["type"] == "Autoscaling"), {})
+            ok = autoscaling.get("reason") == "ExternalReplicas" and status.get("replicas") == EXTERNAL_REPLICAS
+            return status if ok else None
+
+        status = wait_for("status to say ExternalReplicas at the HPA's count", reported, 60, detail)
+        autoscaling = next(c for c in status["conditions"] if c["type"] == "Autoscaling")
+        assert "owned by an HPA or KEDA" in autoscaling["message"]
+        # Several control ticks later the HPA's count stands, and the operator never wrote replicas: it is in
+        # none of the operator's managedFields entries (apply or the scale subresource), and no scaling Event.
+        time.sleep(3 * 5 + 5)
+        live = json.loads(sandbox.kubectl("get", "deployment", "-n", ns, deploy, "-o", "json",
+                                          "--show-managed-fields"))
+        assert live["spec"]["replicas"] == EXTERNAL_REPLICAS
+        ours = [e for e in live["metadata"]["managedFields"] if e.get("manager") == FIELD_MANAGER]
+        assert ours, "the operator applied the Deployment"
+        assert not any("f:replicas" in json.dumps(e.get("fieldsV1", {}).get("f:spec", {})) for e in ours), ours
+        events = sandbox.kubectl("get", "events", "-n", ns, "--field-selector", "involvedObject.kind=InferenceService",
+                                 "-o", "json")
+        reasons = {e["reason"] for e in json.loads(events)["items"]}
+        assert not reasons & {"ScaleUp", "ScaleDown", "Panic", "ManualReplicas"}, reasons
+    finally:
+        sandbox.kubectl("delete", "scaledobjects.keda.sh", "--all", "-n", ns, "--wait=true", "--timeout=60s",
+                        check=False)
+        sandbox.kubectl("delete", "namespace", ns, "--wait=true", "--timeout=120s", check=False)

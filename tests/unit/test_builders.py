@@ -155,6 +155,19 @@ def test_reconcile_applies_a_manual_replica_pin_within_bounds() -> None:
     assert desired_replicas(2, spec(autoscaling={"minReplicas": 2}, replicas=1)) == 2
 
 
+def test_external_mode_applies_the_deployment_without_replicas_and_keeps_the_live_count() -> None:
+    external = spec(autoscaling={"mode": "external", "maxReplicas": 4})
+    assert "replicas" not in deployment("resnet", "ml", external, None)["spec"]
+    assert deployment("resnet", "ml", spec(), 2)["spec"]["replicas"] == 2
+    assert desired_replicas(9, external) == 9  # the HPA's count, even above Batchpilot's maxReplicas
+    assert desired_replicas(None, external) == 1
+
+
+def test_external_mode_and_a_replica_pin_are_refused_together() -> None:
+    with pytest.raises(SpecError, match=r"spec\.replicas \(3\).*autoscaling\.mode external"):
+        parse_spec({**BASE, "replicas": 3, "autoscaling": {"mode": "external"}})
+
+
 def test_bad_spec_names_the_field_and_value() -> None:
     with pytest.raises(SpecError) as e:
         parse_spec({**BASE, "autoscaling": {"minReplicas": 5, "maxReplicas": 2}})

@@ -103,6 +103,31 @@ def test_manual_replicas_pin_the_count_and_still_tune_the_delay() -> None:
     assert decide(pinned, obs(3, 10, p95=None), History(), NOW).replicas == 3  # blind: still the pin
 
 
+@pytest.mark.parametrize("observation", [
+    obs(1, 240, p95=2000, queue=1500),  # overloaded: the loop would add replicas
+    obs(8, 5, p95=60),  # idle: the loop would remove them
+    obs(12, 100),  # above maxReplicas: the HPA's bounds rule, not Batchpilot's
+    obs(3, 10, p95=None),  # blind (metrics outage)
+])
+def test_external_mode_keeps_the_count_that_runs_and_still_tunes_batching(observation: Observation) -> None:
+    external = spec(mode="external")
+    decision = decide(external, observation, History(), NOW)
+    assert (decision.replicas, decision.reason) == (observation.replicas, "ExternalReplicas"), decision.message
+    assert not decision.changes(observation)
+    if observation.latency_ms is not None:
+        assert decision.queue_delay_us is not None, "batching is still tuned, for the count the HPA runs"
+        assert "owned by an HPA or KEDA" in decision.message
+
+
+def test_external_mode_tunes_the_delay_for_the_count_that_runs() -> None:
+    # The same load on 1 pod and on 6: a lone overloaded pod gets the delay predicted best for it, which need not
+    # be the one for six; either way the prediction is the count's own, not the plan's.
+    one = decide(spec(mode="external"), obs(1, 200, p95=180, queue=60), History(), NOW)
+    six = decide(spec(mode="external"), obs(6, 200, p95=50, queue=2), History(), NOW)
+    assert one.predicted_latency_ms is not None and six.predicted_latency_ms is not None
+    assert one.predicted_latency_ms > six.predicted_latency_ms
+
+
 def test_a_lower_target_utilization_plans_more_replicas() -> None:
     loose = decide(spec(targetUtilization=0.95), obs(1, 170, p95=140, queue=20), History(), NOW)
     tight = decide(spec(targetUtilization=0.4), obs(1, 170, p95=140, queue=20), History(), NOW)

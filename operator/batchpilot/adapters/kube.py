@@ -16,6 +16,10 @@ from kubernetes.dynamic.exceptions import ResourceNotFoundError
 from batchpilot.api.spec import GROUP, PLURAL, VERSION
 
 FIELD_MANAGER = "batchpilot"
+HANDOVER_MANAGER = "batchpilot-handover"
+"""Holds a Deployment's replicas while they pass from Batchpilot's apply to an HPA (autoscaling.mode external):
+without it, dropping the field from the apply would reset the count to 1 (server-side apply's ownership
+transfer, as in Kubernetes' 'Server-Side Apply: transferring ownership')."""
 _NOT_YAML_PRINTABLE = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]")
 """Characters YAML 1.1 does not take raw (C1 controls, line separators, surrogates, non-characters)."""
 
@@ -63,9 +67,11 @@ class Kube:
                 self._dynamic = DynamicClient(self.api)
             return self._dynamic
 
-    def apply(self, manifest: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
+    def apply(self, manifest: dict[str, Any], dry_run: bool = False, field_manager: str = FIELD_MANAGER,
+              force: bool = True) -> dict[str, Any]:
         """Server-side apply with Batchpilot's field manager; idempotent. dry_run: the API server checks and
-        admits it (dryRun=All) without storing it."""
+        admits it (dryRun=All) without storing it. force False: a field another manager owns with another value
+        is a 409 Conflict, not taken over."""
         try:
             resource = self.dynamic.resources.get(api_version=manifest["apiVersion"], kind=manifest["kind"])
         except ResourceNotFoundError:  # a CRD installed since discovery was cached
@@ -74,7 +80,7 @@ class Kube:
         meta = manifest["metadata"]
         result = resource.server_side_apply(
             body=apply_body(manifest), name=meta["name"], namespace=meta.get("namespace"),
-            field_manager=FIELD_MANAGER, force_conflicts=True, **({"dry_run": "All"} if dry_run else {}),
+            field_manager=field_manager, force_conflicts=force, **({"dry_run": "All"} if dry_run else {}),
         )
         return dict(result.to_dict())
 

@@ -304,6 +304,11 @@ class AutoscalingSpec(ApiModel):
 
     model_config = cel("self.minReplicas <= self.maxReplicas", "minReplicas must be <= maxReplicas")
 
+    mode: Literal["batchpilot", "external"] = "batchpilot"
+    """Who owns the replica count. batchpilot: the control loop plans it. external: an HPA or a KEDA
+    ScaledObject targeting the Triton Deployment owns it; Batchpilot never writes replicas (the Deployment is
+    applied without them) and still tunes batching for whatever count runs. The bounds below then only bound the
+    plan Batchpilot reports; set the HPA's own."""
     min_replicas: Annotated[int, Field(ge=1, le=1000)] = 1
     """Fewest replicas."""
     max_replicas: Annotated[int, Field(ge=1, le=1000)] = 4
@@ -386,6 +391,10 @@ class InferenceServiceSpec(ApiModel):
                        "!self.batching.rejectLateRequests || (self.model.maxBatchSize > 0 && has(self.model.profile))",
                        "batching.rejectLateRequests needs model.maxBatchSize > 0 and model.profile (a full batch's "
                        "compute time sets the queue timeout)",
+                       "!has(self.replicas) || !has(self.autoscaling) || !has(self.autoscaling.mode) || "
+                       "self.autoscaling.mode != 'external'",
+                       "replicas pins the count, but autoscaling.mode external hands it to an HPA or KEDA: remove "
+                       "one of them",
                        "!has(self.batching) || !has(self.batching.preferredBatchSizes) || self.model.maxBatchSize == 0 "
                        "|| self.batching.preferredBatchSizes.all(b, b <= self.model.maxBatchSize)",
                        "batching.preferredBatchSizes must be <= model.maxBatchSize (Triton refuses to load the model)")
@@ -407,6 +416,13 @@ class InferenceServiceSpec(ApiModel):
     min/maxReplicas) and still tunes batching; remove it to hand replicas back to the loop."""
     paused: bool = False
     """Freeze all scaling and tuning actions; keep observing."""
+
+    @model_validator(mode="after")
+    def _one_owner_of_replicas(self) -> InferenceServiceSpec:
+        if self.replicas is not None and self.autoscaling.mode == "external":
+            raise ValueError(f"spec.replicas ({self.replicas}) pins the count, but spec.autoscaling.mode external "
+                             "hands it to an HPA or KEDA: remove spec.replicas or set the mode to batchpilot")
+        return self
 
     @model_validator(mode="after")
     def _preferred_sizes_fit_the_model(self) -> InferenceServiceSpec:

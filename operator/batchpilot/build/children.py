@@ -196,19 +196,21 @@ def _pod_spec(spec: InferenceServiceSpec, fetcher_image: str, config_map_name: s
     return pod
 
 
-def deployment(name: str, namespace: str, spec: InferenceServiceSpec, replicas: int,
+def deployment(name: str, namespace: str, spec: InferenceServiceSpec, replicas: int | None,
                fetcher_image: str = DEFAULT_FETCHER_IMAGE) -> Manifest:
-    """The Triton Deployment; `replicas` comes from the control loop, never from a spec default."""
+    """The Triton Deployment; `replicas` comes from the control loop, never from a spec default; None leaves it
+    out (autoscaling.mode external: the field is the HPA's, and server-side apply must not claim it)."""
     names = ChildNames(name)
     # From the spec alone: a live retune must not roll the pods, a spec change must.
     config = render_config_pbtxt(spec.model, spec.batching, queue_timeout_us=queue_timeout_us(spec))
     config_hash = hashlib.sha256(config.encode()).hexdigest()[:16]
+    count = {} if replicas is None else {"replicas": replicas}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": _meta(names.deployment, namespace, names),
         "spec": {
-            "replicas": replicas,
+            **count,
             "selector": {"matchLabels": names.selector},
             # Never below the ready count while rolling: one extra pod comes up before one goes.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
@@ -228,7 +230,7 @@ def deployment(name: str, namespace: str, spec: InferenceServiceSpec, replicas: 
     }
 
 
-def children(name: str, namespace: str, spec: InferenceServiceSpec, replicas: int,
+def children(name: str, namespace: str, spec: InferenceServiceSpec, replicas: int | None,
              tuning: Tuning | None = None, *, fetcher_image: str = DEFAULT_FETCHER_IMAGE,
              pod_monitor_crd: bool = False) -> list[Manifest]:
     """Everything an InferenceService owns, in apply order (config before the pods that mount it)."""

@@ -5,7 +5,8 @@ Each tick it learns from the observation (compute time per batch size, unexplain
 latency of every (replica count, queue delay) at the observed arrival rate, and picks the cheapest that meets
 `slo.latencyMs * TARGET_FRACTION` (replica_search finds it as trying every count would, without predicting
 most: ~2 ms at maxReplicas 1000). When no count can, because requests wait for batches rather than for
-capacity, it says so (BatchingBound) instead of adding replicas. spec.replicas pins the count (ManualReplicas).
+capacity, it says so (BatchingBound) instead of adding replicas. spec.replicas pins the count (ManualReplicas);
+with spec.autoscaling.mode external an HPA or KEDA owns it and the count that runs is kept (ExternalReplicas).
 While the model knows nothing yet it falls back to the reactive rule.
 
 Instances per pod (auto with spec.batching.maxInstanceCount): the model assumes instances gain nothing until it
@@ -233,7 +234,9 @@ def _ms(value: float) -> str:
 def decide(spec: InferenceServiceSpec, obs: Observation, history: History, now: float) -> Decision:
     """The replicas (and, in auto batching, the queue delay and instances) for this observation, with the reason."""
     decision = _planned(spec, obs, history, now)
-    if spec.replicas is not None and not spec.paused:
+    if spec.autoscaling.mode == "external" and not spec.paused:
+        decision = _external(spec, obs, decision)
+    elif spec.replicas is not None and not spec.paused:
         decision = _manual(spec, obs, decision, now)
     return _paced(obs, decision, now)
 
@@ -259,16 +262,29 @@ def _manual(spec: InferenceServiceSpec, obs: Observation, planned: Decision, now
     assert spec.replicas is not None
     to = min(bounds.max_replicas, max(bounds.min_replicas, spec.replicas))
     history = planned.history if to == obs.replicas else replace(planned.history, last_scale_at=now)
+    message = (f"spec.replicas pins {to} (the loop would run {planned.replicas}: {planned.message}); remove "
+               f"spec.replicas to hand replicas back to the loop")
+    return _batching_at(spec, obs, replace(planned, history=history), to, "ManualReplicas", message)
+
+
+def _external(spec: InferenceServiceSpec, obs: Observation, planned: Decision) -> Decision:
+    """autoscaling.mode external: an HPA or KEDA owns the count; keep whatever runs, tune batching for it."""
+    message = (f"replicas are owned by an HPA or KEDA (autoscaling.mode external): tuning batching for the "
+               f"{obs.replicas} replica(s) it runs (Batchpilot's plan: {planned.replicas}: {planned.message})")
+    return _batching_at(spec, obs, planned, obs.replicas, "ExternalReplicas", message)
+
+
+def _batching_at(spec: InferenceServiceSpec, obs: Observation, planned: Decision, to: int, reason: str,
+                 message: str) -> Decision:
+    """The planned decision at a count fixed elsewhere: the batching with the lowest predicted latency there."""
     delay, instances, predicted = planned.queue_delay_us, planned.instance_count, planned.predicted_latency_ms
-    if delay is not None and obs.arrival_rate:
-        model, rate = history.model, obs.arrival_rate
+    if delay is not None and obs.arrival_rate and to > 0:
+        model, rate = planned.history.model, obs.arrival_rate
         options = [(model.predict(rate, candidate(spec, to, d, k), spec.slo.percentile).latency_ms, k, d)
                    for d in delay_choices(spec) for k in instance_choices(spec)]
         predicted, instances, delay = min(options)
-    message = (f"spec.replicas pins {to} (the loop would run {planned.replicas}: {planned.message}); remove "
-               f"spec.replicas to hand replicas back to the loop")
-    return replace(planned, replicas=to, reason="ManualReplicas", message=message, history=history,
-                   predicted_latency_ms=predicted, queue_delay_us=delay, instance_count=instances)
+    return replace(planned, replicas=to, reason=reason, message=message, predicted_latency_ms=predicted,
+                   queue_delay_us=delay, instance_count=instances)
 
 
 def _planned(spec: InferenceServiceSpec, obs: Observation, history: History, now: float) -> Decision:
