@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import ssl
 import sys
 import tarfile
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import escape
 
 import boto3
 import pytest
@@ -103,12 +105,14 @@ def https_site(pki: certs.Pki, site: Site) -> Iterator[Site]:
 
 
 @contextlib.contextmanager
-def moto_s3(log_dir: Path) -> Iterator[str]:
+def moto_s3(log_dir: Path, authenticate: bool = False) -> Iterator[str]:
     """moto_server on a free port of 127.0.0.1; yields its endpoint URL. Fails (never skips) when it cannot
-    start."""
+    start. authenticate: every request is checked against moto's IAM, so an unknown access key is refused
+    (403 InvalidAccessKeyId) as a real S3 would; otherwise moto accepts any key."""
     port = free_port()
     log = log_dir / "moto.log"
-    proc = spawn([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], log)
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"} if authenticate else None
+    proc = spawn([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], log, env=env)
     endpoint = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     try:
@@ -123,6 +127,35 @@ def moto_s3(log_dir: Path) -> Iterator[str]:
         yield endpoint
     finally:
         stop_process(proc)
+
+
+@contextlib.contextmanager
+def echoing_s3() -> Iterator[str]:
+    """An S3-compatible endpoint (plain HTTP on 127.0.0.1, in a thread) that refuses every request with 400
+    InvalidArgument and quotes the request's Authorization and X-Amz-Security-Token headers in its error
+    message, as a careless server might; yields its endpoint URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            quoted = f"{self.headers.get('Authorization')} {self.headers.get('X-Amz-Security-Token')}"
+            body = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>InvalidArgument</Code>"
+                    f"<Message>cannot use the request signed as {escape(quoted)}</Message></Error>").encode()
+            self.send_response(400)
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def s3_client(endpoint: str, region: str = "us-east-1") -> Any:

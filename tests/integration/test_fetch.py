@@ -12,7 +12,17 @@ from pathlib import Path
 import pytest
 
 from batchpilot.sandbox import certs
-from storage_servers import SECRET_AUTH, SECRET_KEY, Site, https_site, moto_s3, s3_client, tar_gz, upload
+from storage_servers import (
+    SECRET_AUTH,
+    SECRET_KEY,
+    Site,
+    echoing_s3,
+    https_site,
+    moto_s3,
+    s3_client,
+    tar_gz,
+    upload,
+)
 
 MODEL_PY = b"import triton_python_backend_utils as pb_utils\n"
 
@@ -196,3 +206,15 @@ def test_bucket_empty_prefix_fails_naming_the_uri(s3_endpoint: str, tmp_path: Pa
 def test_missing_bucket_fails_naming_it(s3_endpoint: str, tmp_path: Path) -> None:
     line = failure_line(run_fetch("s3://no-such-bucket/resnet", tmp_path / "m", **_aws(s3_endpoint)))
     assert "bucket no-such-bucket does not exist" in line
+
+
+def test_credentials_a_server_quotes_back_are_redacted(tmp_path: Path) -> None:
+    """The fetcher prints no credential itself; one that a server's error message quotes is scrubbed too."""
+    key_id, token = "AKIAQUOTEDBACK000001", "session-token-quoted-back-by-the-server"
+    with echoing_s3() as endpoint:
+        result = run_fetch("s3://models/resnet", tmp_path / "m", AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID=key_id,
+                           AWS_SECRET_ACCESS_KEY=SECRET_KEY, AWS_SESSION_TOKEN=token)
+    line = failure_line(result)
+    assert "InvalidArgument" in line and "cannot use the request signed as AWS4-HMAC-SHA256 Credential=[redacted]/" \
+        in line and " [redacted]): check storageUri" in line
+    assert key_id not in result.stderr and token not in result.stderr

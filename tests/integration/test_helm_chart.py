@@ -87,6 +87,39 @@ def test_the_chart_carries_the_generated_crd() -> None:
     assert (CHART / "crds" / "batchpilot.dev_inferenceservices.yaml").read_text() == committed
 
 
+OPERATOR_CALLS = {
+    ("batchpilot.dev", "inferenceservices"): {"get", "list", "watch", "patch"},
+    ("batchpilot.dev", "inferenceservices/status"): {"patch"},
+    ("apps", "deployments"): {"get", "list", "watch", "create", "patch"},
+    ("apps", "deployments/scale"): {"patch"},
+    ("", "services"): {"list", "watch", "create", "patch"},
+    ("", "configmaps"): {"list", "watch", "create", "patch"},
+    ("policy", "poddisruptionbudgets"): {"list", "watch", "create", "patch"},
+    ("monitoring.coreos.com", "podmonitors"): {"create", "patch"},
+    ("", "pods"): {"list"},
+    ("", "events"): {"create"},
+    ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
+}
+"""(API group, resource) -> verbs the operator uses: adapters/kube.py and adapters/pods.py, plus kopf's own calls
+for handlers.py (list/watch of what it serves, patches of annotations and status, Event posts). Server-side apply
+is a patch, and a create when the object is new. templates/rbac.yaml says why for each rule."""
+
+
+def granted(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
+    out: dict[tuple[str, str], set[str]] = {}
+    for rule in role["rules"]:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                out.setdefault((group, resource), set()).update(rule["verbs"])
+    return out
+
+
+def test_the_cluster_role_grants_exactly_what_the_operator_calls() -> None:
+    [role] = [d for d in render() if d["kind"] == "ClusterRole"]
+    assert granted(role) == OPERATOR_CALLS
+    assert not any("*" in rule["verbs"] or "*" in rule["resources"] for rule in role["rules"])
+
+
 def service_account_kubeconfig(control_plane: ControlPlane, path: Path) -> Path:
     token = kubectl_run(control_plane.kubeconfig, "create", "token", ACCOUNT, "-n", RELEASE_NS)
     assert token.returncode == 0, token.stderr
@@ -140,7 +173,9 @@ def test_the_operator_works_with_only_the_charts_rbac(control_plane: ControlPlan
     assert allowed("patch", "batchpilot.dev", "inferenceservices", "status")
     assert not allowed("delete", "apps", "deployments")
     assert not allowed("update", "batchpilot.dev", "inferenceservices")
-    assert not allowed("get", "", "secrets")
+    assert not allowed("get", "", "secrets") and not allowed("list", "", "secrets")
+    assert not allowed("get", "", "pods", "log") and not allowed("create", "", "pods")
+    assert not allowed("list", "", "namespaces") and not allowed("patch", "", "events")
 
     as_account = service_account_kubeconfig(control_plane, tmp_path / "sa.kubeconfig")
     log = tmp_path / "operator.log"

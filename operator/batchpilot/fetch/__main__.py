@@ -9,7 +9,7 @@ from pathlib import Path
 
 from batchpilot.fetch.errors import FetchError
 from batchpilot.fetch.fetcher import fetch
-from batchpilot.fetch.progress import Progress
+from batchpilot.fetch.progress import Progress, credential_values
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,18 +20,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--dest", required=True, type=Path, help="model directory to fill, e.g. /models/NAME")
     args = parser.parse_args(argv)
-    progress = Progress(sys.stderr)
+    progress = Progress(sys.stderr, hidden=credential_values(os.environ))
     try:
         fetch(args.uri, args.dest, os.environ, progress)
     except FetchError as e:
-        print(f"fetch failed: {e}", file=sys.stderr, flush=True)
+        progress.fail(str(e))
         return 1
     except Exception as e:  # one readable line for the pod's status, not a traceback
-        print(
-            f"fetch failed: {args.uri} into {args.dest}: unexpected {e.__class__.__name__}: {e}",
-            file=sys.stderr,
-            flush=True,
-        )
+        progress.fail(f"{args.uri} into {args.dest}: unexpected {e.__class__.__name__}: {e}")
         return 1
     return 0
 
