@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from batchpilot.sandbox import certs
 from batchpilot.sandbox.controlplane import ControlPlane
 from batchpilot.sandbox.stack import Sandbox, SandboxConfig
 
@@ -24,3 +25,9 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     config = SandboxConfig(tmp_path_factory.mktemp("sandbox"), gpus=4)
     with Sandbox(config) as sb:
         yield sb
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> certs.Pki:
+    """A CA and certificates of its own, for the HTTPS servers tests start (storage_servers.py)."""
+    return certs.generate(tmp_path_factory.mktemp("pki"))

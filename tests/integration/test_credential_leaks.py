@@ -41,11 +41,6 @@ BEARER = f"Bearer bearer-{MARKERS['HTTP_AUTHORIZATION']}-must-not-leak"
 
 
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> certs.Pki:
-    return certs.generate(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture(scope="module")
 def site(pki: certs.Pki) -> Iterator[Site]:
     """An archive that needs storage_servers.SECRET_AUTH, which BEARER is not: every request gets 401."""
     with https_site(pki, Site("", {ARCHIVE: b"never served"}, private={ARCHIVE})) as served:

@@ -28,11 +28,6 @@ MODEL_PY = b"import triton_python_backend_utils as pb_utils\n"
 
 
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> certs.Pki:
-    return certs.generate(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture(scope="module")
 def site(pki: certs.Pki) -> Iterator[Site]:
     """An HTTPS server on 127.0.0.1 with a certificate from a CA of its own (the sandbox's cert helpers)."""
     model = {"1/model.py": MODEL_PY, "config.pbtxt": b'backend: "python"\n'}

@@ -36,11 +36,6 @@ def model_directory() -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> certs.Pki:
-    return certs.generate(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture(scope="module")
 def site(pki: certs.Pki) -> Iterator[Site]:
     """The model directory as a .tar.gz that needs SECRET_AUTH, over HTTPS with a certificate from pki's CA."""
     with https_site(pki, Site("", {ARCHIVE: tar_gz(model_directory())}, private={ARCHIVE})) as served:
