@@ -10,8 +10,9 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 SIM_ARGS ?=
+FLEET_ARGS ?=
 
-.PHONY: help deps k8s-bins prometheus keda tools crds crds-check lint test test-unit test-integration demo bench bench-sim sandbox-up sandbox-down clean
+.PHONY: help deps k8s-bins prometheus keda tools crds crds-check lint test test-unit test-integration demo bench bench-sim bench-fleet sandbox-up sandbox-down clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -55,13 +56,17 @@ test: deps tools lint crds-check ## everything CI runs: lint, type check, CRD ch
 demo: deps tools ## run the sandbox, a sample InferenceService and a load step; writes out/demo/
 	$(BIN)/batchpilot demo
 
-bench: deps tools bench-sim ## reconcile 100 InferenceServices (throughput, p50/p95, memory), decide() cost, the simulator comparison and its check against the sandbox; writes out/bench/
+bench: deps tools bench-sim bench-fleet ## reconcile 100 InferenceServices (throughput, p50/p95, memory), decide() cost, the simulator comparison, its fleet-scale runs and its check against the sandbox; writes out/bench/
 	$(BIN)/python -m bench.reconcile_scale --out out/bench $(BENCH_ARGS)
 	$(BIN)/python -m bench.decide_cost --out out/bench
 	$(BIN)/python -m bench.sim_validate --out out/bench/validate
 
-bench-sim: deps ## the simulator comparison alone (every trace, both profiles, 5 seeds, peers swept); writes out/bench/sim/
+bench-sim: deps ## the simulator comparison alone (every trace, both profiles, 5 seeds, peers swept), served however late and with late requests rejected; writes out/bench/sim/ and out/bench/sim-reject-late/
 	$(BIN)/python -m bench.sim_compare --out out/bench/sim $(SIM_ARGS)
+	$(BIN)/python -m bench.sim_compare --reject-late --out out/bench/sim-reject-late $(SIM_ARGS)
+
+bench-fleet: deps ## the simulator at fleet scale: one service up to 1,000 replicas, 200 services on one GPU pool; writes out/bench/fleet/
+	$(BIN)/python -m bench.sim_fleet --out out/bench/fleet $(FLEET_ARGS)
 
 sandbox-up: deps tools ## start the sandbox in the background (KUBECONFIG is printed)
 	$(BIN)/batchpilot sandbox up

@@ -83,10 +83,14 @@ class RunSpec:
     for Batchpilot, the same queue timeout in the peers' static batching)."""
 
 
-@lru_cache(maxsize=8)
 def sized(service: str) -> tuple[ComputeCurve, Any, float]:
     """(curve, best static batching, measured per-pod capacity req/s) of a service; cached per process."""
-    s = SERVICES[service]
+    return sizing(SERVICES[service])
+
+
+@lru_cache(maxsize=16)
+def sizing(s: Service) -> tuple[ComputeCurve, Any, float]:
+    """sized() of a Service given whole (bench/sim_fleet.py defines its own)."""
     curve = load_curve(s.profile, s.time_scale)
     batching = best_static_batching(curve, s.max_batch_size, s.slo_ms, s.percentile)
     return curve, batching, measure_capacity(curve, batching, s.slo_ms, s.percentile)
@@ -102,23 +106,28 @@ def trace_for(spec: RunSpec) -> Trace:
 
 
 def policy_for(spec: RunSpec, trace: Trace) -> Policy:
-    s = SERVICES[spec.service]
-    curve, batching, capacity = sized(spec.service)
+    return make_policy(SERVICES[spec.service], spec.family, spec.setting, trace, spec.cold_start, spec.reject_late)
+
+
+def make_policy(s: Service, family: str, setting: float | None, trace: Trace, cold_start: str,
+                reject_late: bool = False) -> Policy:
+    """A fresh policy of `family` ("batchpilot" or a peer) at `setting` (None: its default) for one run."""
+    curve, batching, capacity = sizing(s)
     first_minute = float(np.sum(trace.arrivals < 60.0)) / 60.0
     initial = min(s.max_replicas, replicas_for(first_minute, capacity))
-    extra: dict[str, Any] = {"batching": {"rejectLateRequests": spec.reject_late}}
-    if spec.family == "batchpilot" and spec.setting is not None:
-        extra["autoscaling"] = {"targetUtilization": spec.setting}
+    extra: dict[str, Any] = {"batching": {"rejectLateRequests": reject_late}}
+    if family == "batchpilot" and setting is not None:
+        extra["autoscaling"] = {"targetUtilization": setting}
     bp = service_spec(curve, s.slo_ms, s.percentile, s.max_batch_size, 1, s.max_replicas,
                       max_queue_delay_us=max(batching.max_queue_delay_us, 10_000), extra=extra)
-    if spec.family == "batchpilot":
-        label = "default" if spec.setting is None else f"swept targetUtilization {spec.setting:g}"
+    if family == "batchpilot":
+        label = "default" if setting is None else f"swept targetUtilization {setting:g}"
         return BatchpilotPolicy(bp, initial, setting=label)
     # The peers' Triton rejects late requests exactly as Batchpilot's would: the same queue timeout.
     peer_batching = replace(batching, queue_timeout_us=queue_timeout_us(bp) or 0)
     ctx = PeerContext(1, s.max_replicas, initial, peer_batching, capacity, s.slo_ms, s.percentile, trace,
-                      COLD_STARTS[spec.cold_start])
-    return make(spec.family, spec.setting, ctx)
+                      COLD_STARTS[cold_start])
+    return make(family, setting, ctx)
 
 
 @dataclass(frozen=True)

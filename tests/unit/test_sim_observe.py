@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batchpilot.sim.observe import Monitor, extrapolated_rate, slope
+from batchpilot.sim.observe import Monitor, extrapolated_rate, linear_quantile, slope
 from batchpilot.sim.types import Batching, View
 
 BATCHING = Batching(max_batch_size=8, max_queue_delay_us=1000)
@@ -52,6 +52,16 @@ def test_slope_of_a_line_is_its_slope(start: float, per_s: float, n: int) -> Non
     times = [5.0 * i for i in range(n)]
     found = slope(times, [start + per_s * t for t in times])
     assert found == pytest.approx(per_s, abs=1e-6)
+
+
+@pytest.mark.parametrize("q", [0.0, 0.05, 0.5, 0.9, 0.95, 0.99, 1.0])
+def test_linear_quantile_is_numpys_bit_for_bit(q: float) -> None:
+    """The summary quantile the monitor computes per pod and scrape: np.quantile's answer to the last bit (the
+    simulator's results must not move when it is sped up), on sizes 1..600, ties and wide ranges."""
+    rng = np.random.default_rng(11)
+    for n in [*range(1, 41), *rng.integers(41, 600, 60).tolist()]:
+        for values in (rng.lognormal(3.0, 1.5, n), np.round(rng.uniform(0.0, 20.0, n)), np.full(n, 7.25)):
+            assert linear_quantile(values, q) == float(np.quantile(values, q)), (n, q)
 
 
 @given(st.lists(st.floats(0.0, 50.0), min_size=2, max_size=8))

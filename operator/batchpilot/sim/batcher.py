@@ -45,6 +45,10 @@ NOISE_BLOCK = 4096
 """Lognormal draws per refill: drawing in blocks keeps the per-batch cost to a list index."""
 MIN_CAPACITY = 4096
 """Smallest queue buffer, requests: an idle pod's buffer stays small, a loaded one doubles as it needs."""
+NO_IDS: IntArray = np.zeros(0, np.int64)
+NO_TIMES: FloatArray = np.zeros(0)
+"""What advance() and take_rejected() return when nothing happened: shared, so read-only."""
+NO_IDS.flags.writeable = NO_TIMES.flags.writeable = False
 
 
 @dataclass
@@ -218,7 +222,7 @@ class ReplicaBatcher:
         if len(ids) != m:
             raise ValueError(f"{m} arrivals but {len(ids)} ids")
         last = self._arr[self._tail - 1] if self._tail else -math.inf
-        if arrivals[0] < last or (m > 1 and bool(np.any(np.diff(arrivals) < 0))):
+        if arrivals[0] < last or (m > 1 and bool((arrivals[1:] < arrivals[:-1]).any())):
             raise ValueError("arrivals must be sorted and not before an arrival enqueued earlier")
         if self._tail + m > len(self._arr):
             self._rebuild(m)
@@ -281,7 +285,7 @@ class ReplicaBatcher:
         self._clock = until_s
         self._flush_stats()
         if not ended:
-            return np.zeros(0, np.int64), np.zeros(0)
+            return NO_IDS, NO_TIMES
         ids = np.concatenate([f.ids for f in ended])
         ends = np.repeat(np.array([f.end for f in ended]), [f.size for f in ended])
         return ids, ends
@@ -289,7 +293,7 @@ class ReplicaBatcher:
     def take_rejected(self) -> tuple[IntArray, FloatArray]:
         """(ids, rejection times) of the requests the queue timeout rejected since the last call."""
         if not self._rejected:
-            return np.zeros(0, np.int64), np.zeros(0)
+            return NO_IDS, NO_TIMES
         ids = np.concatenate([i for i, _ in self._rejected])
         times = np.repeat(np.array([t for _, t in self._rejected]), [len(i) for i, _ in self._rejected])
         self._rejected = []
@@ -387,6 +391,9 @@ class ReplicaBatcher:
         """Add the completed batches to `stats`, vectorized over all of them."""
         if not self._done:
             return
+        if len(self._done) == 1:
+            self._flush_one(self._done.pop())
+            return
         sizes = np.array([f.size for f in self._done])
         starts = np.array([f.start for f in self._done])
         durations = np.array([f.end - f.start for f in self._done])
@@ -402,3 +409,14 @@ class ReplicaBatcher:
         for b in np.flatnonzero(counts).tolist():
             executions, ms = st.per_batch.get(b, (0, 0.0))
             st.per_batch[b] = (executions + int(counts[b]), ms + float(ms_sums[b]))
+
+    def _flush_one(self, f: _Flight) -> None:
+        """_flush_stats for one batch (the usual case) without building arrays: the same sums, the same bits."""
+        st = self.stats
+        duration = f.end - f.start
+        st.success += f.size
+        st.exec_count += 1
+        st.compute_us += f.size * duration * 1e6
+        st.queue_us += float((f.start - f.arrivals).sum()) * 1e6
+        executions, ms = st.per_batch.get(f.size, (0, 0.0))
+        st.per_batch[f.size] = (executions + 1, ms + duration * 1000.0)

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from batchpilot.sim.batcher import ReplicaBatcher
-from batchpilot.sim.lifecycle import COLD_STARTS, Fleet, Phase, Pod
+from batchpilot.sim.lifecycle import COLD_STARTS, Fleet, GpuPool, Phase, Pod
 from batchpilot.sim.observe import Monitor
 from batchpilot.sim.profile import ComputeCurve
 from batchpilot.sim.types import Action, Batching, ColdStart, FloatArray, Policy, RunRecord, Trace
@@ -85,13 +85,15 @@ def simulate(trace: Trace, policy: Policy, config: SimConfig, seed: int) -> RunR
 class Simulation:
     """The state of one run (simulate() is the way in; tests read `fleet` and `monitor` after run())."""
 
-    def __init__(self, trace: Trace, policy: Policy, config: SimConfig, seed: int) -> None:
+    def __init__(self, trace: Trace, policy: Policy, config: SimConfig, seed: int, pool: GpuPool | None = None
+                 ) -> None:
+        """pool: GPUs shared with other services' runs (cluster.py); None: config.gpus of its own."""
         self.trace, self.policy, self.config, self.seed = trace, policy, config, seed
         self.arrivals = np.asarray(trace.arrivals, dtype=np.float64)
         self.latency: FloatArray = np.full(len(self.arrivals), np.inf)
         self.routing = _stream(seed, "routing")
-        self.fleet = Fleet(config.gpus, config.cold_start, config.grace_s, _stream(seed, "cold-start"),
-                           self._batcher)
+        self.fleet = Fleet(config.gpus if pool is None else pool, config.cold_start, config.grace_s,
+                           _stream(seed, "cold-start"), self._batcher)
         self.monitor = Monitor(config.percentile, config.scrape_s, config.rate_window_s, config.summary_window_s,
                                config.stale_after_s)
         self.record = RunRecord(policy=policy.name, setting=policy.setting, trace=trace.name, seed=seed,
@@ -106,6 +108,11 @@ class Simulation:
         self.desired = max(0, initial.replicas)
         self.reloads: dict[int, list[float]] = {}
         """Pod index -> times its model reload for the current batching is due."""
+        self.slices = math.ceil(trace.duration_s / config.dt_s - 1e-9)
+        self._edges = np.searchsorted(self.arrivals, np.arange(self.slices + 1) * config.dt_s)
+        """Slice k's arrivals are requests _edges[k] .. _edges[k + 1] - 1."""
+        self._edges[-1] = len(self.arrivals)
+        self._next_scrape, self._next_decision = 0.0, policy.period_s
 
     def _batcher(self, pod: Pod, batching: Batching, start_s: float) -> ReplicaBatcher:
         c = self.config
@@ -113,29 +120,33 @@ class Simulation:
                               contention=c.contention, start_s=start_s)
 
     def run(self) -> RunRecord:
-        c, duration = self.config, self.trace.duration_s
+        self.start()
+        for k in range(self.slices):
+            self.fleet.update(k * self.config.dt_s, self.batching)
+            self.step(k)
+        return self.finish()
+
+    def start(self) -> None:
+        """The warm pods at t=0; then Fleet.update and step() for each slice, then finish()."""
         self.fleet.warm(self.desired, self.batching)
-        slices = math.ceil(duration / c.dt_s - 1e-9)
-        edges = np.searchsorted(self.arrivals, np.arange(slices + 1) * c.dt_s)
-        edges[-1] = len(self.arrivals)
-        next_scrape, next_decision = 0.0, self.policy.period_s
-        for k in range(slices):
-            t = k * c.dt_s
-            end = min(t + c.dt_s, duration)
-            self.fleet.update(t, self.batching)
-            ready = {p.index: p.batcher for p in self.fleet.ready if p.batcher is not None}
-            if t + 1e-9 >= next_scrape:
-                self.monitor.scrape(t, ready)
-                next_scrape += c.scrape_s
-            self.monitor.sample(ready)
-            if t + 1e-9 >= next_decision:
-                self._decide(t, ready)
-                next_decision += self.policy.period_s
-            self._timeline(t)
-            inbox = self._route(int(edges[k]), int(edges[k + 1]))
-            for pod in self.fleet.serving():
-                self._advance(pod, inbox.get(pod.index, NO_REQUESTS), t, end)
-        return self._finish()
+
+    def step(self, k: int) -> None:
+        """Slice k, its pod phase changes already made (Fleet.update): monitoring, a decision, arrivals, serving."""
+        c = self.config
+        t = k * c.dt_s
+        end = min(t + c.dt_s, self.trace.duration_s)
+        ready = {p.index: p.batcher for p in self.fleet.ready if p.batcher is not None}
+        if t + 1e-9 >= self._next_scrape:
+            self.monitor.scrape(t, ready)
+            self._next_scrape += c.scrape_s
+        self.monitor.sample(ready)
+        if t + 1e-9 >= self._next_decision:
+            self._decide(t, ready)
+            self._next_decision += self.policy.period_s
+        self._timeline(t)
+        inbox = self._route(int(self._edges[k]), int(self._edges[k + 1]))
+        for pod in self.fleet.serving():
+            self._advance(pod, inbox.get(pod.index, NO_REQUESTS), t, end)
 
     def _decide(self, now: float, ready: dict[int, ReplicaBatcher]) -> None:
         pending = len(self.fleet.in_phase(Phase.PENDING))
@@ -168,8 +179,9 @@ class Simulation:
             return {}
         choice = self.routing.integers(0, len(ready), size=hi - lo)
         order = np.argsort(choice, kind="stable").astype(np.int64) + lo  # each pod's ids stay in arrival order
-        parts = np.split(order, np.cumsum(np.bincount(choice, minlength=len(ready)))[:-1])
-        return {pod.index: ids for pod, ids in zip(ready, parts, strict=True) if len(ids)}
+        ends = np.cumsum(np.bincount(choice, minlength=len(ready))).tolist()
+        return {pod.index: order[start:end]
+                for pod, start, end in zip(ready, [0, *ends[:-1]], ends, strict=True) if end > start}
 
     def _advance(self, pod: Pod, ids: IdArray, t: float, end: float) -> None:
         """Run a pod's batcher over its requests to the slice end (its drain deadline if sooner), reloading
@@ -178,7 +190,7 @@ class Simulation:
         batcher, until = pod.batcher, min(end, self.fleet.drain_deadline(pod))
         if batcher is None or until <= t:
             return
-        due = [r for r in self.reloads.get(pod.index, []) if r < until]
+        due = [r for r in self.reloads[pod.index] if r < until] if pod.index in self.reloads else []
         for at in due:
             if pod.deleted_at is not None:
                 break  # a draining pod is not retuned
@@ -206,7 +218,8 @@ class Simulation:
         self.latency[ids] = np.where(latency > self.config.client_timeout_s * 1000.0, np.inf, latency)
         pod.last_done_s = max(pod.last_done_s, float(done.max()))
 
-    def _finish(self) -> RunRecord:
+    def finish(self) -> RunRecord:
+        """Serve out what is still queued, then the record."""
         # Requests still queued or running when the trace ends are served out (no new arrivals, no decisions):
         # only those slower than the client timeout fail, not every request of the last second.
         tail_end = self.trace.duration_s + self.config.client_timeout_s

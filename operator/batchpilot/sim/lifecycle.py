@@ -13,11 +13,19 @@ What it models, and from where:
 
 Cold starts are drawn at each pod's creation from the run's own cold-start stream, in creation order, so every
 policy sees the same sequence of cold starts for a seed however many pods it creates and when.
+
+Several services may share one cluster (`GpuPool`): their Pending pods then wait in one queue, oldest first
+across services, as kube-scheduler's PrioritySort orders pods of equal priority by the time they were queued
+(kubernetes `pkg/scheduler/framework/plugins/queuesort/priority_sort.go`).
+
+Cost: only pods not yet released are scanned (`Fleet.active`), so a long run with much churn does not slow
+down as released pods pile up in `Fleet.pods`.
 """
 
 from __future__ import annotations
 
 import enum
+import heapq
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -89,23 +97,68 @@ BatcherFactory = Callable[[Pod, Batching, float], ReplicaBatcher]
 """Makes a pod's batcher: (pod, batching, start time)."""
 
 
+class GpuPool:
+    """The cluster's GPUs (one per pod), shared by the fleets that join it; schedules their Pending pods."""
+
+    def __init__(self, gpus: int) -> None:
+        if gpus < 0:
+            raise ValueError(f"gpus must be >= 0, got {gpus}")
+        self.gpus = gpus
+        self.in_use = 0
+        """Pods holding a GPU (scheduled, not released), over every fleet."""
+        self._fleets: list[Fleet] = []
+
+    @property
+    def free(self) -> int:
+        return self.gpus - self.in_use
+
+    def join(self, fleet: Fleet) -> int:
+        """Add a fleet; its number breaks ties between pods queued at the same time (earlier joined first)."""
+        self._fleets.append(fleet)
+        return len(self._fleets) - 1
+
+    def schedule(self, now: float) -> None:
+        """Give free GPUs to Pending pods, oldest first over every fleet (creation time, fleet, creation order)."""
+        free = self.free
+        if free <= 0:
+            return
+        queued = [(p.created_at, f.number, p.index, f, p) for f in self._fleets for p in f.pending()]
+        for *_, fleet, pod in heapq.nsmallest(free, queued, key=lambda q: q[:3]):
+            fleet.bind(pod, now)
+
+
 class Fleet:
     """The Deployment's pods and the cluster's GPUs: creation, scheduling, readiness, deletion, draining."""
 
-    def __init__(self, gpus: int, cold_start: ColdStart, grace_s: float, rng: np.random.Generator,
+    def __init__(self, gpus: int | GpuPool, cold_start: ColdStart, grace_s: float, rng: np.random.Generator,
                  make_batcher: BatcherFactory) -> None:
-        self.gpus = gpus
+        self.pool = gpus if isinstance(gpus, GpuPool) else GpuPool(gpus)
+        """The GPUs it schedules on: its own cluster (an int given), or one shared with other fleets."""
+        self.number = self.pool.join(self)
         self.cold_start = cold_start
         self.grace_s = grace_s
         self._rng = rng
         self._make_batcher = make_batcher
         self.pods: list[Pod] = []
+        """Every pod of the run, in creation order (released ones included)."""
+        self.active: list[Pod] = []
+        """The pods not released yet, in creation order."""
         self.cold_starts = 0
         """Pods that went through a cold start (the warm pods at t=0 do not count)."""
 
+    @property
+    def gpus(self) -> int:
+        return self.pool.gpus
+
     # --- views -----------------------------------------------------------------------------------------------
     def in_phase(self, *phases: Phase) -> list[Pod]:
-        return [p for p in self.pods if p.phase in phases]
+        if Phase.RELEASED in phases:
+            return [p for p in self.pods if p.phase in phases]
+        return [p for p in self.active if p.phase in phases]
+
+    def pending(self) -> list[Pod]:
+        """Pods waiting for a GPU, in creation order."""
+        return [p for p in self.active if p.phase is Phase.PENDING]
 
     @property
     def ready(self) -> list[Pod]:
@@ -133,12 +186,14 @@ class Fleet:
     def warm(self, count: int, batching: Batching) -> None:
         """The pods at t=0: already Ready, where GPUs allow (the rest are created as any later pod)."""
         for _ in range(count):
-            if len(self.billed) >= self.gpus:
+            if self.pool.free <= 0:
                 self._create(0.0)
                 continue
             pod = Pod(len(self.pods), 0.0, 0.0, Phase.READY, scheduled_at=0.0)
             pod.batcher = self._make_batcher(pod, batching, 0.0)
             self.pods.append(pod)
+            self.active.append(pod)
+            self.pool.in_use += 1
 
     def scale_to(self, replicas: int, now: float) -> None:
         live = self.live
@@ -154,9 +209,17 @@ class Fleet:
 
     def update(self, now: float, batching: Batching) -> None:
         """Phase changes due by `now`: releases first (they free GPUs), then scheduling, then readiness."""
+        self.release_drained(now)
+        self._schedule(now)
+        self.promote(now, batching)
+
+    def release_drained(self, now: float) -> None:
+        """Free the GPUs of draining pods whose queue emptied or whose grace period ended by `now`."""
         for pod in self.in_phase(Phase.DRAINING):
             self._release_if_drained(pod, now)
-        self._schedule(now)
+
+    def promote(self, now: float, batching: Batching) -> None:
+        """Starting pods whose cold start is over by `now` become Ready with the service's batching."""
         for pod in self.in_phase(Phase.STARTING):
             ready_at = pod.ready_at
             if ready_at is not None and ready_at <= now:
@@ -169,15 +232,20 @@ class Fleet:
         return float("inf") if pod.deleted_at is None else pod.deleted_at + self.grace_s
 
     # --- internals -------------------------------------------------------------------------------------------
+    def bind(self, pod: Pod, now: float) -> None:
+        """A Pending pod gets a GPU (the pool's scheduling decision): billed from now, cold start running."""
+        pod.phase, pod.scheduled_at = Phase.STARTING, now
+        self.pool.in_use += 1
+
     def _create(self, now: float) -> None:
         cold = float(self._rng.uniform(self.cold_start.low_s, self.cold_start.high_s))
-        self.pods.append(Pod(len(self.pods), now, cold))
+        pod = Pod(len(self.pods), now, cold)
+        self.pods.append(pod)
+        self.active.append(pod)
         self.cold_starts += 1
 
     def _schedule(self, now: float) -> None:
-        free = self.gpus - len(self.billed)
-        for pod in self.in_phase(Phase.PENDING)[:max(0, free)]:
-            pod.phase, pod.scheduled_at = Phase.STARTING, now
+        self.pool.schedule(now)
 
     def _delete(self, pod: Pod, now: float) -> None:
         pod.deleted_at = now
@@ -185,15 +253,20 @@ class Fleet:
             pod.phase = Phase.DRAINING
             self._release_if_drained(pod, now)
         else:
-            pod.phase, pod.released_at = Phase.RELEASED, now
+            self._release(pod, now)
 
     def _release_if_drained(self, pod: Pod, now: float) -> None:
         batcher, deadline = pod.batcher, self.drain_deadline(pod)
         assert pod.deleted_at is not None
         if batcher is None or batcher.queued + batcher.executing == 0:
-            pod.phase, pod.released_at = Phase.RELEASED, max(pod.deleted_at, min(pod.last_done_s, now))
+            self._release(pod, max(pod.deleted_at, min(pod.last_done_s, now)))
         elif now >= deadline:
             # The kubelet kills the container: requests still queued or executing never answer.
-            pod.phase, pod.released_at = Phase.RELEASED, deadline
-        if pod.phase is Phase.RELEASED:
-            pod.batcher = None
+            self._release(pod, deadline)
+
+    def _release(self, pod: Pod, at: float) -> None:
+        """The pod is gone: its GPU (if it held one) goes back to the pool."""
+        if pod.scheduled_at is not None:
+            self.pool.in_use -= 1
+        pod.phase, pod.released_at, pod.batcher = Phase.RELEASED, at, None
+        self.active.remove(pod)

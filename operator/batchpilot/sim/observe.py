@@ -16,6 +16,7 @@ What it models, and from where:
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -126,6 +127,23 @@ def slope(times: Sequence[float], values: Sequence[float]) -> float | None:
     return None if spread == 0 else float(((t - t.mean()) * (v - v.mean())).sum() / spread)
 
 
+def linear_quantile(values: FloatArray, q: float) -> float:
+    """np.quantile(values, q) of a non-empty array without NaN, bit for bit (its default "linear" method:
+    numpy `lib/function_base.py` _quantile, _get_indexes and _lerp), without its per-call overhead.
+
+    e.g. q 0.95 of 101 values: index 95.0 exactly, the 96th smallest; of 100 values: 94.05 -> 0.05 of the way
+    from the 95th smallest to the 96th.
+    """
+    n = values.size
+    virtual = (n - 1) * q
+    if virtual >= n - 1:
+        return float(values.max())
+    lo = math.floor(virtual)
+    a, b = (float(v) for v in np.partition(values, (lo, lo + 1))[lo:lo + 2])
+    t, diff = virtual - lo, b - a
+    return a + diff * t if t < 0.5 else b - diff * (1 - t)
+
+
 def _ratio(num: float | None, den: float | None, scale: float = 1.0) -> float | None:
     return None if num is None or not den else num / den * scale
 
@@ -181,7 +199,7 @@ class Monitor:
         done = np.concatenate([c[0] for c in chunks])
         latency = np.concatenate([c[1] for c in chunks])
         recent = latency[(done > start) & (done <= now)]
-        return float(np.quantile(recent, self.quantile)) if len(recent) else None
+        return linear_quantile(recent, self.quantile) if len(recent) else None
 
     def view(self, now: float, replicas: int, ready_replicas: int, pending_pods: int, batching: Batching,
              pods: Mapping[int, Served]) -> View:
