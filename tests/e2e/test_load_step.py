@@ -7,6 +7,7 @@ from batchpilot.sandbox.demo import load_step, summarize
 from batchpilot.sandbox.process import tail
 from batchpilot.sandbox.sample import SampleService
 from batchpilot.sandbox.stack import Sandbox
+from support import release_namespace
 
 SAMPLE = SampleService(name="loadstep", namespace="e2e-loadstep", model="resnet50")
 STEP_AT_S, DROP_AT_S = 30.0, 150.0
@@ -24,7 +25,7 @@ def test_load_step_scales_up_then_down_and_p95_stays_under_slo(sandbox: Sandbox)
     try:
         rows = load_step(sandbox, SAMPLE, SCHEDULE, lines.append)
     finally:
-        sandbox.kubectl("delete", "namespace", SAMPLE.namespace, "--wait=true", "--timeout=120s", check=False)
+        release_namespace(sandbox, SAMPLE.namespace)
     report = "\n".join(lines) + "\noperator log:\n" + tail(sandbox.logs / "operator.log", 30)
     step = summarize([r for r in rows if r.t_s <= DROP_AT_S], SAMPLE.latency_ms, STEP_AT_S)
     print(report, "\n", step)

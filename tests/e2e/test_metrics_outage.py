@@ -8,7 +8,7 @@ import time
 from batchpilot.sandbox.process import tail
 from batchpilot.sandbox.sample import SampleService
 from batchpilot.sandbox.stack import Sandbox
-from support import BackgroundLoad
+from support import BackgroundLoad, release_namespace
 
 SAMPLE = SampleService(name="outage", namespace="e2e-outage", model="resnet50")
 DROP_AT_S, OUTAGE_S = 60.0, 60.0
@@ -34,7 +34,7 @@ def test_no_scale_down_while_blind_and_recovery_when_metrics_return(sandbox: San
     finally:
         if prometheus.proc is None:
             prometheus.start()
-        sandbox.kubectl("delete", "namespace", SAMPLE.namespace, "--wait=true", "--timeout=120s", check=False)
+        release_namespace(sandbox, SAMPLE.namespace)
     report = "\n".join(load.lines) + "\noperator log:\n" + tail(sandbox.logs / "operator.log", 20)
     print(report)
     watched = watch.samples

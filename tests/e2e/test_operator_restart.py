@@ -13,7 +13,7 @@ import time
 from batchpilot.sandbox.process import tail
 from batchpilot.sandbox.sample import SampleService
 from batchpilot.sandbox.stack import Sandbox
-from support import BackgroundLoad, wait_for
+from support import BackgroundLoad, release_namespace, wait_for
 
 SAMPLE = SampleService(name="restart", namespace="e2e-restart", model="resnet50")
 SCHEDULE = "20s@15,120s@120"
@@ -34,7 +34,7 @@ def test_a_killed_operator_resumes_without_repeating_its_action(sandbox: Sandbox
         status = json.loads(sandbox.kubectl("get", "inferenceservice", "-n", SAMPLE.namespace, SAMPLE.name,
                                             "-o", "json"))["status"]
     finally:
-        sandbox.kubectl("delete", "namespace", SAMPLE.namespace, "--wait=true", "--timeout=120s", check=False)
+        release_namespace(sandbox, SAMPLE.namespace)
     report = "\n".join(load.lines) + "\noperator log:\n" + tail(sandbox.logs / "operator.log", 20)
     print(report)
     samples = watch.samples

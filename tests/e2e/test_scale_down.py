@@ -14,7 +14,7 @@ import time
 from batchpilot.sandbox.sample import SampleService
 from batchpilot.sandbox.service_watch import ServiceWatch
 from batchpilot.sandbox.stack import Sandbox
-from support import BackgroundLoad, wait_for
+from support import BackgroundLoad, release_namespace, wait_for
 
 # fixed batching: nothing but the replica count changes; 80 req/s fits on one replica (~95/s)
 SAMPLE = SampleService(name="scaledown", namespace="e2e-scale-down", model="resnet50", batching_mode="fixed")
@@ -54,7 +54,7 @@ def test_repeated_scale_down_under_load_fails_no_request(sandbox: Sandbox) -> No
         during_load = load.running  # every scale-down was done while requests were still being sent
         load.join()
     finally:
-        sandbox.kubectl("delete", "namespace", SAMPLE.namespace, "--wait=true", "--timeout=120s", check=False)
+        release_namespace(sandbox, SAMPLE.namespace)
     report = "\n".join(load.lines)
     print(report)
     rows = load.rows

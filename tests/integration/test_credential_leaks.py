@@ -25,7 +25,7 @@ from batchpilot.sandbox.process import tail
 from batchpilot.sandbox.sample import SampleService
 from batchpilot.sandbox.stack import Sandbox
 from storage_servers import Site, https_site, moto_s3
-from support import wait_for
+from support import release_namespace, wait_for
 
 ARCHIVE = "/private/model.tar.gz"
 FAILURE_WAIT_S = 120
@@ -106,7 +106,7 @@ class Failing:
                 f"kubelet log:\n{tail(self.sandbox.logs / 'kubelet.log', 20)}")
 
     def delete(self) -> None:
-        self.sandbox.kubectl("delete", "namespace", self.name, "--wait=true", "--timeout=180s", check=False)
+        release_namespace(self.sandbox, self.name)
 
 
 def assert_refused_without_leaking(service: Failing, refusal: str) -> None:

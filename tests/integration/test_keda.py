@@ -27,7 +27,7 @@ from batchpilot.sandbox.keda import EXTERNAL_METRICS_PATH, Keda
 from batchpilot.sandbox.process import tail
 from batchpilot.sandbox.sample import SampleService
 from batchpilot.sandbox.stack import Sandbox
-from support import infer, wait_for
+from support import infer, release_namespace, wait_for
 
 NAMESPACE = "it-keda"
 NAME = "worker"
@@ -49,7 +49,7 @@ def keda(sandbox: Sandbox) -> Iterator[Keda]:
             # ScaledObjects carry KEDA's finalizer: delete them while KEDA still runs, then the namespace.
             sandbox.kubectl("delete", "scaledobjects.keda.sh", "--all", "-n", NAMESPACE, "--wait=true",
                             "--timeout=60s", check=False)
-            sandbox.kubectl("delete", "namespace", NAMESPACE, "--wait=true", "--timeout=120s", check=False)
+            release_namespace(sandbox, NAMESPACE)
 
 
 TRITON = "triton"
@@ -258,4 +258,4 @@ def test_batching_only_mode_leaves_the_replicas_to_keda_and_never_writes_them(sa
     finally:
         sandbox.kubectl("delete", "scaledobjects.keda.sh", "--all", "-n", ns, "--wait=true", "--timeout=60s",
                         check=False)
-        sandbox.kubectl("delete", "namespace", ns, "--wait=true", "--timeout=120s", check=False)
+        release_namespace(sandbox, ns)

@@ -13,7 +13,7 @@ import yaml
 from batchpilot.sandbox.process import tail
 from batchpilot.sandbox.sample import SampleService
 from batchpilot.sandbox.stack import Sandbox
-from support import processes_with, wait_for
+from support import processes_with, release_namespace, wait_for
 
 TENSORS = '''
     @staticmethod
@@ -110,7 +110,7 @@ def apply(sandbox: Sandbox) -> Iterator[Any]:
 
     yield run
     for namespace in namespaces:
-        sandbox.kubectl("delete", "namespace", namespace, "--wait=true", "--timeout=180s", check=False)
+        release_namespace(sandbox, namespace)
         # Nothing of a crash-looping pod outlives it (Triton's backend stubs included).
         wait_for(f"the processes of the pods in {namespace} to exit",
                  lambda ns=namespace: not processes_with(f"/pods/{ns}_"), 120)

@@ -18,7 +18,7 @@ from batchpilot.sandbox.process import tail
 from batchpilot.sandbox.sample import SampleService
 from batchpilot.sandbox.stack import Sandbox
 from storage_servers import SECRET_AUTH, SECRET_KEY, Site, https_site, moto_s3, s3_client, tar_gz, upload
-from support import infer, wait_for
+from support import infer, release_namespace, wait_for
 
 MODEL = "emulator"
 BUCKET = "models"
@@ -69,7 +69,7 @@ def deploy(sandbox: Sandbox) -> Iterator[Deploy]:
 
     yield run
     for namespace in namespaces:
-        sandbox.kubectl("delete", "namespace", namespace, "--wait=true", "--timeout=180s", check=False)
+        release_namespace(sandbox, namespace)
 
 
 def pods(sandbox: Sandbox, name: str) -> list[dict[str, Any]]:
