@@ -33,12 +33,26 @@ def _crds(args: argparse.Namespace) -> int:
 
 
 def _operator(args: argparse.Namespace) -> int:
+    """With leader election, kopf starts once this replica leads and stops when it loses the Lease; the process
+    then exits (1), to come back as a standby (as kube-controller-manager does). A standby runs no kopf at all:
+    kopf writes on its own (the finalizer its timers need, diff-base annotations), so a standby with kopf
+    watching would race the leader. It serves /readyz meanwhile."""
+    import threading
+    import time
+
     import kopf
 
-    import batchpilot.handlers  # noqa: F401  (registers the handlers)
+    from batchpilot import handlers  # registers the handlers
 
     kopf.configure(verbose=args.verbose)
-    kopf.run(clusterwide=True, standalone=True)
+    lost = threading.Event()
+    leadership = handlers.start_leadership(handlers.SETTINGS, lost.set)
+    while not leadership.leading():
+        time.sleep(0.1)
+    kopf.run(clusterwide=True, standalone=True, memo=kopf.Memo(leadership=leadership), stop_flag=lost)
+    if lost.is_set():
+        print("batchpilot: lost the leader-election Lease; exiting to restart as a standby", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import kopf
 from kubernetes.client.exceptions import ApiException
 
 from batchpilot import metrics
-from batchpilot.adapters.kube import FIELD_MANAGER, Kube
+from batchpilot.adapters.kube import FIELD_MANAGER, Kube, load_kube_config
+from batchpilot.adapters.lease import LeaseClient
 from batchpilot.adapters.pods import service_pods
 from batchpilot.adapters.prometheus import PrometheusReader
 from batchpilot.api.parse import SpecError, parse_spec
@@ -20,6 +23,7 @@ from batchpilot.build import status as render
 from batchpilot.build.names import ChildNames
 from batchpilot.build.pod_health import failure_event
 from batchpilot.control_loop import tick
+from batchpilot.leadership import AlwaysLeader, Leadership, identity
 from batchpilot.reconcile import edited_by_others, reconcile
 from batchpilot.settings import OperatorSettings
 
@@ -34,7 +38,44 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.posting.level = logging.WARNING
     memo.kube = Kube()
     memo.prometheus = {}
-    metrics.serve(SETTINGS.metrics_port, SETTINGS.metrics_address)
+
+
+def start_leadership(s: OperatorSettings, lost: Callable[[], None]) -> Leadership | AlwaysLeader:
+    """The election when BATCHPILOT_LEADER_ELECTION is on (started here; lost() is called when this replica stops
+    leading), else a replica that always acts. Serves /metrics, /healthz and /readyz meanwhile."""
+    if not s.leader_election:
+        metrics.leader.set(1)
+        metrics.serve(s.metrics_port, s.metrics_address)
+        return AlwaysLeader()
+    timing = s.election_timing
+    # Each call bounded by half the renew deadline: a renewal hung on a slow API server gets a retry in.
+    lease = LeaseClient(load_kube_config(), s.lease_namespace_or_default, s.lease_name, timing.renew_deadline_s / 2)
+
+    def changed(leading: bool) -> None:
+        metrics.leader.set(int(leading))
+        if not leading:
+            lost()
+
+    leadership = Leadership(lease, identity(s.pod_name), timing, on_change=changed)
+    metrics.leader.set(0)
+    metrics.serve(s.metrics_port, s.metrics_address, leadership.ready)
+    logging.getLogger("batchpilot.leadership").info(
+        "leader election on Lease %s/%s as %s", lease.namespace, lease.name, leadership.identity)
+    leadership.start()
+    return leadership
+
+
+@kopf.on.cleanup()
+def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    leadership = memo.get("leadership")
+    if leadership is not None:
+        leadership.stop()
+
+
+def _leading(memo: kopf.Memo) -> bool:
+    """Whether this replica may write now: always without leader election (and when called outside kopf)."""
+    leadership = memo.get("leadership")
+    return leadership is None or bool(leadership.leading())
 
 
 def _spec(spec: kopf.Spec) -> InferenceServiceSpec:
@@ -58,9 +99,26 @@ def _lock(memo: kopf.Memo) -> threading.Lock:
     return lock
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+@kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile_children")
+@kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile_children")
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec", id="reconcile_children")
+async def reconcile_when_leading(body: kopf.Body, meta: kopf.Meta, patch: kopf.Patch, memo: kopf.Memo,
+                                 **_: Any) -> None:
+    """kopf runs only while this replica leads (cli.py); a handler that starts after leadership was lost (kopf is
+    stopping) waits here until kopf cancels it, rather than return: kopf would record a returned handler as done
+    (its diff-base annotation), a write that would also hide the change from the new leader."""
+    obj: Any = dict(body)
+    if not _leading(memo):
+        await memo.leadership.wait_leading()
+        # Leading again (a new term): the body is as kopf saw it before, and another leader may have gone on.
+        obj = await asyncio.to_thread(memo.kube.inference_service, meta["namespace"], meta["name"])
+        if obj is None:
+            return  # deleted meanwhile: nothing to reconcile
+    current = kopf.Body(obj)
+    await asyncio.to_thread(reconcile_children, body=current, spec=current.spec, meta=current.meta,
+                            status=current.status, patch=patch, memo=memo)
+
+
 def reconcile_children(body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, status: kopf.Status, patch: kopf.Patch,
                        memo: kopf.Memo, **_: Any) -> None:
     generation = int(meta.get("generation") or 0)
@@ -114,8 +172,8 @@ _CHILD = {"labels": {"app.kubernetes.io/managed-by": "batchpilot"}}
 def repair_child(type: str | None, meta: kopf.Meta, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
     """A child edited or deleted by someone else goes back to what its InferenceService says."""
     name = _owner(meta)
-    if type is None or name is None or namespace is None:
-        return  # the initial listing: resume has reconciled every service already
+    if type is None or name is None or namespace is None or not _leading(memo):
+        return  # the initial listing (resume has reconciled every service already), or a standby
     if type != "DELETED" and not edited_by_others(dict(meta), FIELD_MANAGER):
         return  # our own apply, or a status update
     owner = memo.kube.inference_service(namespace, name)
@@ -134,6 +192,10 @@ def repair_child(type: str | None, meta: kopf.Meta, namespace: str | None, memo:
 @kopf.timer(GROUP, VERSION, PLURAL, interval=SETTINGS.control_interval_seconds, initial_delay=1.0)
 def control(body: kopf.Body, spec: kopf.Spec, name: str, namespace: str | None, status: kopf.Status, meta: kopf.Meta,
             patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    if not _leading(memo):
+        # A standby: no tick, and no history of its own (when it leads, it resumes from what status records).
+        memo.pop("history", None)
+        return
     parsed = _spec(spec)
     assert namespace is not None  # InferenceService is namespaced
     labels = (namespace, name)

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+import threading
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app
 
 LABELS = ["namespace", "inferenceservice"]
 
@@ -17,6 +23,8 @@ queue_delay_us = Gauge("batchpilot_queue_delay_microseconds", "Queue delay appli
 instance_count = Gauge("batchpilot_instance_count", "Model instances per pod applied to the pods (auto mode).",
                        LABELS)
 loop_seconds = Histogram("batchpilot_loop_duration_seconds", "Time of one control-loop tick.", LABELS)
+leader = Gauge("batchpilot_leader", "1 while this replica acts (leads the election, or runs without one), 0 while "
+               "it stands by.")
 
 
 def record_tick(namespace: str, name: str, slo_ms: float, desired: int, ready: int, latency_ms: float | None,
@@ -31,6 +39,29 @@ def record_tick(namespace: str, name: str, slo_ms: float, desired: int, ready: i
     decisions.labels(*labels, reason).inc()
 
 
-def serve(port: int, address: str) -> None:
-    if port:
-        start_http_server(port, addr=address)
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        pass  # probes every few seconds would flood the operator's log
+
+
+def serve(port: int, address: str, ready: Callable[[], bool] = lambda: True) -> None:
+    """/metrics, /healthz (the process answers) and /readyz (ready() holds: the leader, or a standby that can take
+    over) on one port, from a daemon thread. Port 0: nothing is served."""
+    if not port:
+        return
+    metrics_app = make_wsgi_app()
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path in ("/healthz", "/readyz"):
+            ok = path == "/healthz" or ready()
+            start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")])
+            return [b"ok\n" if ok else b"not ready: a standby that has not read the Lease recently\n"]
+        return metrics_app(environ, start_response)
+
+    server = make_server(address, port, app, _Server, handler_class=_Quiet)
+    threading.Thread(target=server.serve_forever, name="metrics-server", daemon=True).start()

@@ -52,23 +52,48 @@ def test_lint_passes_and_the_schema_names_a_bad_value() -> None:
 
 def test_defaults_render_the_operator_with_its_settings() -> None:
     docs = render()
-    assert [d["kind"] for d in docs] == ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service",
-                                         "Deployment"]
+    assert [d["kind"] for d in docs] == ["PodDisruptionBudget", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
+                                         "Role", "RoleBinding", "Service", "Deployment"]
     deployment = docs[-1]
-    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"]["type"] == "Recreate"
+    assert deployment["spec"]["replicas"] == 2 and deployment["spec"]["strategy"]["type"] == "RollingUpdate"
     pod = deployment["spec"]["template"]["spec"]
     container = pod["containers"][0]
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e.get("value") or e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"]}
     assert container["image"] == "batchpilot/batchpilot:0.1.0" and container["args"] == ["operator"]
     assert env["BATCHPILOT_PROMETHEUS_URL"] == "http://prometheus-operated.monitoring.svc:9090"
     assert env["BATCHPILOT_FETCHER_IMAGE"] == "batchpilot/batchpilot:0.1.0"
     assert env["BATCHPILOT_CONTROL_INTERVAL_SECONDS"] == "15" and pod["serviceAccountName"] == ACCOUNT
     tuned = render("image.tag=0.2.0", "prometheusUrl=http://prom:9090", "verbose=true", "rbac.create=false",
                    "serviceAccount.create=false", "serviceAccount.name=ops")
-    assert [d["kind"] for d in tuned] == ["Service", "Deployment"]
+    assert [d["kind"] for d in tuned] == ["PodDisruptionBudget", "Service", "Deployment"]
     container = tuned[-1]["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "batchpilot/batchpilot:0.2.0" and container["args"] == ["operator", "--verbose"]
     assert {"name": "BATCHPILOT_PROMETHEUS_URL", "value": "http://prom:9090"} in container["env"]
+
+
+def test_two_replicas_elect_a_leader_through_a_lease_with_a_disruption_budget() -> None:
+    docs = render()
+    kinds = {d["kind"]: d for d in docs}
+    deployment = kinds["Deployment"]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") or e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"]}
+    assert env["BATCHPILOT_LEADER_ELECTION"] == "true" and env["BATCHPILOT_LEASE_NAME"] == ACCOUNT
+    assert (env["POD_NAME"], env["POD_NAMESPACE"]) == ("metadata.name", "metadata.namespace")
+    assert [env[f"BATCHPILOT_{k}_SECONDS"] for k in ("LEASE_DURATION", "RENEW_DEADLINE", "RETRY_PERIOD")] == [
+        "15", "10", "2"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    pdb = kinds["PodDisruptionBudget"]
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    assert pdb["metadata"]["namespace"] == RELEASE_NS
+    # One replica without election: no Lease, no Role, no budget (minAvailable 1 of 1 would block every drain).
+    single = render("replicas=1", "leaderElection.enabled=false")
+    assert [d["kind"] for d in single] == ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service",
+                                           "Deployment"]
+    assert single[-1]["spec"]["replicas"] == 1 and single[-1]["spec"]["strategy"]["type"] == "Recreate"
+    refused = helm("template", RELEASE, str(CHART), "--kube-version", KUBE_VERSION, "--set",
+                   "leaderElection.enabled=false")
+    assert refused.returncode != 0 and "replicas > 1 needs leaderElection.enabled=true" in refused.stderr
 
 
 def test_alerts_and_service_monitor_use_the_metrics_the_operator_exports() -> None:
@@ -114,10 +139,22 @@ def granted(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
     return out
 
 
+LEASE_CALLS = {("coordination.k8s.io", "leases"): {"get", "create", "update"}}
+"""The leader-election Lease (adapters/lease.py: read, create, replace), granted by a Role in the release's
+namespace only; get and update limited to the Lease's name."""
+
+
 def test_the_cluster_role_grants_exactly_what_the_operator_calls() -> None:
-    [role] = [d for d in render() if d["kind"] == "ClusterRole"]
+    docs = render()
+    [role] = [d for d in docs if d["kind"] == "ClusterRole"]
     assert granted(role) == OPERATOR_CALLS
     assert not any("*" in rule["verbs"] or "*" in rule["resources"] for rule in role["rules"])
+    [lease_role] = [d for d in docs if d["kind"] == "Role"]
+    [binding] = [d for d in docs if d["kind"] == "RoleBinding"]
+    assert granted(lease_role) == LEASE_CALLS and lease_role["metadata"]["namespace"] == RELEASE_NS
+    assert all(rule.get("resourceNames") == [ACCOUNT] for rule in lease_role["rules"] if rule["verbs"] != ["create"])
+    assert binding["roleRef"]["name"] == lease_role["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": ACCOUNT, "namespace": RELEASE_NS}]
 
 
 def service_account_kubeconfig(control_plane: ControlPlane, path: Path) -> Path:
@@ -155,7 +192,7 @@ def release(control_plane: ControlPlane) -> Any:
 
 
 def test_the_operator_works_with_only_the_charts_rbac(control_plane: ControlPlane, release: None,
-                                                      tmp_path: Path) -> None:
+                                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     admin = control_plane.kubeconfig
 
     def allowed(verb: str, group: str, resource: str, subresource: str = "") -> bool:
@@ -179,6 +216,10 @@ def test_the_operator_works_with_only_the_charts_rbac(control_plane: ControlPlan
 
     as_account = service_account_kubeconfig(control_plane, tmp_path / "sa.kubeconfig")
     log = tmp_path / "operator.log"
+    # As the chart runs it: electing itself through the Lease in the release's namespace (its Role).
+    for name, value in {"BATCHPILOT_LEADER_ELECTION": "true", "BATCHPILOT_LEASE_NAME": ACCOUNT,
+                        "POD_NAMESPACE": RELEASE_NS, "POD_NAME": "bp-batchpilot-0"}.items():
+        monkeypatch.setenv(name, value)
     with OperatorProcess(control_plane, log, control_interval_s=2.0, kubeconfig=as_account):
         kubectl_run(admin, "create", "namespace", SERVICE_NS)
         applied = kubectl_run(admin, "apply", "-f", "-", stdin=json.dumps(INFERENCE_SERVICE))
@@ -206,5 +247,8 @@ def test_the_operator_works_with_only_the_charts_rbac(control_plane: ControlPlan
                  60, detail)
         wait_for("an Event posted", lambda: any(e["reason"] == "Reconciled" for e in get(
             "events", "--field-selector", "involvedObject.name=rbac")["items"]), 60, detail)
+        lease = kubectl_run(admin, "get", "lease", ACCOUNT, "-n", RELEASE_NS, "-o", "json")
+        assert lease.returncode == 0, lease.stderr
+        assert json.loads(lease.stdout)["spec"]["holderIdentity"] == "bp-batchpilot-0"
     text = log.read_text()
     assert "Forbidden" not in text and "403" not in text, text[-5000:]

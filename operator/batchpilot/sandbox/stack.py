@@ -174,11 +174,13 @@ class Sandbox:
             **self.config.operator_env,
         }
 
-    def start_operator(self) -> None:
-        self._python("operator", ["-m", "batchpilot", "operator"], env=self.operator_env())
+    def start_operator(self, name: str = "operator", env: dict[str, str] | None = None) -> None:
+        """Start an operator process (log: logs/<name>.log). Tests start more than one under their own names, with
+        env added to operator_env() (leader election, a metrics port each)."""
+        self._python(name, ["-m", "batchpilot", "operator"], env={**self.operator_env(), **(env or {})})
 
-    def stop_operator(self) -> None:
-        proc = self.procs.pop("operator", None)
+    def stop_operator(self, name: str = "operator") -> None:
+        proc = self.procs.pop(name, None)
         if proc is not None:
             stop_process(proc, grace_s=10)
 
@@ -189,8 +191,10 @@ class Sandbox:
                                + tail(self.logs / f"{name}.log"))
 
     def stop(self) -> None:
-        """Stop everything this sandbox started: operator, kubelet (and its Triton pods), Prometheus, control plane."""
-        self.stop_operator()
+        """Stop everything this sandbox started: operator(s), kubelet (and its Triton pods), Prometheus, control
+        plane."""
+        for name in [n for n in self.procs if n.startswith("operator")]:
+            self.stop_operator(name)
         kubelet = self.procs.pop("kubelet", None)
         if kubelet is not None:
             stop_process(kubelet, grace_s=30)
