@@ -31,3 +31,21 @@ def call_reconcile_children(kube: Any, obj: dict[str, Any], memo: kopf.Memo | No
         return None
 
     return patch, memo, contextvars.copy_context().run(call)
+
+
+class RecordingKube:
+    """A Kube for calling the handlers without an API server: no Deployment yet, no PodMonitor CRD, and every
+    applied manifest's kind recorded in `applied`."""
+
+    def __init__(self) -> None:
+        self.applied: list[str] = []
+
+    def deployment(self, namespace: str, name: str) -> None:
+        return None
+
+    def has_crd(self, name: str) -> bool:
+        return False
+
+    def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        self.applied.append(manifest["kind"])
+        return manifest

@@ -14,7 +14,7 @@ from batchpilot.api.spec import InferenceServiceSpec
 from batchpilot.build import status
 from batchpilot.build.status import ReconcileReason
 from batchpilot.control.types import Decision, Observation
-from kopf_calls import call_reconcile_children
+from kopf_calls import RecordingKube, call_reconcile_children
 
 NOW = 1_700_000_000.0
 SPEC = {"model": {"name": "resnet", "repository": {"configMap": "resnet-files"}}, "slo": {"latencyMs": 50}}
@@ -165,25 +165,11 @@ def test_the_handler_stalls_on_a_refusal_and_on_a_spec_it_cannot_parse() -> None
     assert stalled["reason"] == "SpecInvalid" and "minReplicas (5) must be <= maxReplicas (2)" in stalled["message"]
 
 
-class Kube:
-    def __init__(self) -> None:
-        self.applied: list[str] = []
-
-    def deployment(self, namespace: str, name: str) -> None:
-        return None
-
-    def has_crd(self, name: str) -> bool:
-        return False
-
-    def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        self.applied.append(manifest["kind"])
-        return manifest
-
 
 def test_the_handler_clears_a_failure_once_the_children_apply() -> None:
     previous = {"conditions": status.reconcile_conditions(None, status.reconcile_failure(api_error(503, "x")), 4,
                                                           NOW)}
-    kube = Kube()
+    kube = RecordingKube()
     patch, _, raised = run_handler(kube, SPEC, previous)
     assert raised is None and kube.applied == ["ConfigMap", "Service", "PodDisruptionBudget", "Deployment"]
     pair = [c for c in patch["status"]["conditions"] if c["type"] in ("Stalled", "Reconciling")]

@@ -13,6 +13,7 @@ import kopf
 from kopf._core.engines import posting
 
 from batchpilot import handlers
+from kopf_calls import RecordingKube
 
 SPEC = {"model": {"name": "resnet", "repository": {"configMap": "resnet-files"}}, "slo": {"latencyMs": 50}}
 
@@ -42,26 +43,16 @@ class UntouchableKube:
         raise AssertionError(f"a standby called Kube.{name}")
 
 
-class Kube:
+class Kube(RecordingKube):
     """The service as stored is at generation 7; applies are recorded."""
 
     def __init__(self) -> None:
-        self.applied: list[str] = []
+        super().__init__()
         self.reads = 0
 
     def inference_service(self, namespace: str, name: str) -> dict[str, Any]:
         self.reads += 1
         return service(7)
-
-    def deployment(self, namespace: str, name: str) -> None:
-        return None
-
-    def has_crd(self, name: str) -> bool:
-        return False
-
-    def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        self.applied.append(manifest["kind"])
-        return manifest
 
 
 def in_kopf_context(fn: Any) -> Any:
