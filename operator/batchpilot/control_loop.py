@@ -62,8 +62,10 @@ def tick(
         metrics = prometheus.read(queries, spec.slo.percentile, spec.autoscaling.metrics_outage.stale_after_seconds)
     except MetricsUnavailable as e:
         error = str(e)
-    batch_compute, in_flight = _batch_compute(kube, namespace, name, spec.model.name, batch_stats, now)
+    placement = kube.pod_placement(namespace, ChildNames(name).selector_string)
+    batch_compute, in_flight = _batch_compute(placement.ready_ips, spec.model.name, batch_stats, now)
     observation = Observation(at=now, replicas=deployment.replicas, ready_replicas=deployment.ready_replicas,
+                              unschedulable=placement.unschedulable,
                               queue_delay_us=applied.queue_delay_us if applied else None,
                               instance_count=applied.instance_count if applied else spec.batching.instance_count,
                               window_s=settings.metrics_window_seconds,
@@ -91,14 +93,13 @@ def tick(
     return Tick(observation, decision, error, acted, result)
 
 
-def _batch_compute(kube: Kube, namespace: str, name: str, model: str, kept: PodSnapshots,
+def _batch_compute(ready: list[str], model: str, kept: PodSnapshots,
                    now: float) -> tuple[BatchCompute, float | None]:
     """Compute time per batch size and mean executions in flight per pod since the last tick, over the ready
     pods; `kept` moves on to now.
 
     A pod that did not answer keeps its last snapshot (it counts again next time); a pod gone is forgotten.
     """
-    ready = kube.ready_pod_ips(namespace, ChildNames(name).selector_string)
     current = {pod: (now, snapshot) for pod, snapshot in service_batch_stats(ready, model).items()}
     measured = since_last_tick({pod: s for pod, (_, s) in kept.items()}, {pod: s for pod, (_, s) in current.items()})
     in_flight = concurrency(kept, current)

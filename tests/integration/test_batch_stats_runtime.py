@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from batchpilot.adapters.kube import PodPlacement
 from batchpilot.adapters.prometheus import ServiceMetrics
 from batchpilot.adapters.triton import STATS_TIMEOUT_S, TritonAdmin, batch_stats
 from batchpilot.api.spec import InferenceServiceSpec
@@ -105,6 +106,9 @@ class Loop:
 
     def ready_pod_ips(self, namespace: str, selector: str) -> list[str]:
         return list(self.pods)
+
+    def pod_placement(self, namespace: str, selector: str) -> PodPlacement:
+        return PodPlacement(self.ready_pod_ips(namespace, selector), 0)
 
     def apply(self, manifest: dict[str, Any]) -> None:
         self.applied.append(manifest)

@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes.config import new_client_from_config
 
+from batchpilot.adapters.kube import Kube, PodPlacement
 from batchpilot.sandbox.controlplane import ControlPlane
 from batchpilot.sandbox.gpu_emulator import model_configmap
 from batchpilot.sandbox.kube_client import KubeClient, is_already_exists, is_not_found
@@ -175,7 +177,7 @@ def infer(ip: str) -> list[float]:
         return data
 
 
-def test_triton_pod_serves_queues_for_gpus_and_goes_away(kubelet: Kubelet) -> None:
+def test_triton_pod_serves_queues_for_gpus_and_goes_away(kubelet: Kubelet, control_plane: ControlPlane) -> None:
     api, base = kubelet.api, f"/api/v1/namespaces/{NAMESPACE}/configmaps"
     api.request("POST", base, model_configmap("emulator-model", NAMESPACE, time_scale=2.0))
     config = {"metadata": {"name": "emulator-config"}, "data": {"config.pbtxt": CONFIG_PBTXT}}
@@ -216,6 +218,9 @@ def test_triton_pod_serves_queues_for_gpus_and_goes_away(kubelet: Kubelet) -> No
         assert infer(ip) == [1.0, 2.0, 3.0, 4.0]
     pending = [p for p in pods(api) if unschedulable(p)]
     assert pending[0]["status"]["phase"] == "Pending" and not pending[0]["spec"].get("nodeName")
+    # What the control loop reads of the same pods through the operator's own adapter (one list call).
+    placement = Kube(new_client_from_config(str(control_plane.kubeconfig))).pod_placement(NAMESPACE, "app=emulator")
+    assert placement == PodPlacement(sorted(ips), 1)
 
     api.request("DELETE", f"{deployments}/emulator", {"propagationPolicy": "Background"})
     wait_for("all pods deleted", lambda: not pods(api), 60, lambda: tail(kubelet.log, 40))

@@ -20,6 +20,18 @@ HANDOVER_MANAGER = "batchpilot-handover"
 """Holds a Deployment's replicas while they pass from Batchpilot's apply to an HPA (autoscaling.mode external):
 without it, dropping the field from the apply would reset the count to 1 (server-side apply's ownership
 transfer, as in Kubernetes' 'Server-Side Apply: transferring ownership')."""
+
+
+@dataclass(frozen=True)
+class PodPlacement:
+    """A service's pods as the control loop needs them each tick."""
+
+    ready_ips: list[str]
+    """IPs of the Ready pods not being deleted, sorted."""
+    unschedulable: int
+    """Pods whose PodScheduled condition is False with reason Unschedulable: no node has room for them."""
+
+
 _NOT_YAML_PRINTABLE = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]")
 """Characters YAML 1.1 does not take raw (C1 controls, line separators, surrogates, non-characters)."""
 
@@ -124,15 +136,23 @@ class Kube:
 
     def ready_pod_ips(self, namespace: str, selector: str) -> list[str]:
         """IPs of the pods matching selector that are Ready and not being deleted (sorted)."""
+        return self.pod_placement(namespace, selector).ready_ips
+
+    def pod_placement(self, namespace: str, selector: str) -> PodPlacement:
+        """The pods matching selector (one list call): which serve, how many the scheduler could not place."""
         pods = client.CoreV1Api(self.api).list_namespaced_pod(namespace, label_selector=selector).items
-        ips = []
+        ips, unschedulable = [], 0
         for pod in pods:
             status, meta = pod.status, pod.metadata
-            if status is None or meta is None or meta.deletion_timestamp or not status.pod_ip:
+            if status is None or meta is None or meta.deletion_timestamp:
                 continue
-            if any(c.type == "Ready" and c.status == "True" for c in status.conditions or []):
+            conditions = status.conditions or []
+            if any(c.type == "PodScheduled" and c.status == "False" and c.reason == "Unschedulable"
+                   for c in conditions):
+                unschedulable += 1
+            elif status.pod_ip and any(c.type == "Ready" and c.status == "True" for c in conditions):
                 ips.append(status.pod_ip)
-        return sorted(ips)
+        return PodPlacement(sorted(ips), unschedulable)
 
     def scale(self, namespace: str, name: str, replicas: int) -> None:
         self.apps.patch_namespaced_deployment_scale(

@@ -17,6 +17,9 @@ class Observation:
     """Desired replicas of the Deployment now."""
     ready_replicas: int
     """Replicas whose Triton is ready (Pending or starting pods are not capacity)."""
+    unschedulable: int = 0
+    """Pods of the service the scheduler could not place (PodScheduled False, reason Unschedulable): asked for,
+    and not coming until the cluster has room."""
     latency_ms: float | None = None
     """Latency at the SLO percentile, worst pod; None when metrics are missing or stale."""
     arrival_rate: float | None = None

@@ -59,6 +59,7 @@ def observation(view: View) -> Observation:
     queue_delay_us and instance_count are what the pods run (control_loop.py takes them from status).
     """
     base = Observation(at=view.at, replicas=view.replicas, ready_replicas=view.ready_replicas,
+                       unschedulable=view.pending_pods,
                        queue_delay_us=view.batching.max_queue_delay_us,
                        instance_count=view.batching.instance_count, window_s=view.window_s,
                        batch_compute=view.batch_compute, concurrency=view.concurrency)
@@ -68,7 +69,8 @@ def observation(view: View) -> Observation:
     if latency is None and view.arrival_rate == 0.0:
         latency = 0.0
     return Observation(
-        at=base.at, replicas=base.replicas, ready_replicas=base.ready_replicas, latency_ms=latency,
+        at=base.at, replicas=base.replicas, ready_replicas=base.ready_replicas,
+        unschedulable=base.unschedulable, latency_ms=latency,
         arrival_rate=view.arrival_rate, queue_ms=view.queue_ms, compute_ms=view.compute_ms,
         avg_batch_size=view.avg_batch_size, pending=view.pending_requests, queue_delay_us=base.queue_delay_us,
         instance_count=base.instance_count, window_s=base.window_s, batch_compute=base.batch_compute,
