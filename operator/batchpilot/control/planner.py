@@ -25,7 +25,7 @@ from batchpilot.control import step_rule
 from batchpilot.control.batch_stats import MIN_EXECUTIONS
 from batchpilot.control.capacity import MIN_OVERLAP, Candidate, CapacityModel, Prediction
 from batchpilot.control.replica_search import At, first_meeting, first_within, lowest_latency
-from batchpilot.control.types import Decision, History, Observation
+from batchpilot.control.types import Decision, DecisionReason, History, Observation
 
 TARGET_FRACTION = 0.8
 """Plan for this fraction of the SLO: the margin absorbs prediction error and arrival bursts."""
@@ -264,17 +264,17 @@ def _manual(spec: InferenceServiceSpec, obs: Observation, planned: Decision, now
     history = planned.history if to == obs.replicas else replace(planned.history, last_scale_at=now)
     message = (f"spec.replicas pins {to} (the loop would run {planned.replicas}: {planned.message}); remove "
                f"spec.replicas to hand replicas back to the loop")
-    return _batching_at(spec, obs, replace(planned, history=history), to, "ManualReplicas", message)
+    return _batching_at(spec, obs, replace(planned, history=history), to, DecisionReason.MANUAL_REPLICAS, message)
 
 
 def _external(spec: InferenceServiceSpec, obs: Observation, planned: Decision) -> Decision:
     """autoscaling.mode external: an HPA or KEDA owns the count; keep whatever runs, tune batching for it."""
     message = (f"replicas are owned by an HPA or KEDA (autoscaling.mode external): tuning batching for the "
                f"{obs.replicas} replica(s) it runs (Batchpilot's plan: {planned.replicas}: {planned.message})")
-    return _batching_at(spec, obs, planned, obs.replicas, "ExternalReplicas", message)
+    return _batching_at(spec, obs, planned, obs.replicas, DecisionReason.EXTERNAL_REPLICAS, message)
 
 
-def _batching_at(spec: InferenceServiceSpec, obs: Observation, planned: Decision, to: int, reason: str,
+def _batching_at(spec: InferenceServiceSpec, obs: Observation, planned: Decision, to: int, reason: DecisionReason,
                  message: str) -> Decision:
     """The planned decision at a count fixed elsewhere: the batching with the lowest predicted latency there."""
     delay, instances, predicted = planned.queue_delay_us, planned.instance_count, planned.predicted_latency_ms
@@ -317,19 +317,19 @@ def _planned(spec: InferenceServiceSpec, obs: Observation, history: History, now
                 f"not planned for until they are placed")
     auto = spec.batching.mode == "auto"
 
-    def decision(replicas: int, reason: str, message: str, hist: History) -> Decision:
+    def decision(replicas: int, reason: DecisionReason, message: str, hist: History) -> Decision:
         return Decision(replicas, reason, message, hist, predicted_latency_ms=predicted.latency_ms,
                         queue_delay_us=delay if auto else None, instance_count=instances if auto else None)
 
     def probing(count: int, message: str, hist: History) -> Decision:
         """Hold the replicas while the pods run `count` instances at the delay they run now (auto mode only)."""
         kept = obs.queue_delay_us if obs.queue_delay_us is not None else delay
-        return replace(decision(current, "ProbingInstances", f"{seen}; {message}", hist), queue_delay_us=kept,
+        return replace(decision(current, DecisionReason.PROBING_INSTANCES, f"{seen}; {message}", hist), queue_delay_us=kept,
                        instance_count=count)
 
     if current < bounds.min_replicas or current > bounds.max_replicas:
         to = min(bounds.max_replicas, max(bounds.min_replicas, current))
-        reason = "BelowMinReplicas" if current < bounds.min_replicas else "AboveMaxReplicas"
+        reason = DecisionReason.BELOW_MIN_REPLICAS if current < bounds.min_replicas else DecisionReason.ABOVE_MAX_REPLICAS
         return decision(to, reason, f"bring {current} into {bounds.min_replicas}..{bounds.max_replicas}",
                         replace(history, calm_since=None, last_scale_at=now))
     since = math.inf if history.last_scale_at is None else now - history.last_scale_at
@@ -358,11 +358,11 @@ def _planned(spec: InferenceServiceSpec, obs: Observation, history: History, now
         # one step of load into a staircase). Only the extra replica for a breach the model cannot explain
         # waits, since the starting replicas may be what the breach lacks.
         if unexplained and obs.ready_replicas < current:
-            return decision(current, "WaitingForReplicas",
+            return decision(current, DecisionReason.WAITING_FOR_REPLICAS,
                             f"{seen}; {current - obs.ready_replicas} replica(s) still starting",
                             replace(history, calm_since=None))
         if since < bounds.scale_up.cooldown_seconds and not breach:
-            return decision(current, "ScaleUpCooldown", f"{seen}; last change {since:.0f}s ago",
+            return decision(current, DecisionReason.SCALE_UP_COOLDOWN, f"{seen}; last change {since:.0f}s ago",
                             replace(history, calm_since=None))
         more = obs.instance_count + 1
         if not breach and bound is None and more in instance_choices(spec) and model.contention is None and \
@@ -372,11 +372,11 @@ def _planned(spec: InferenceServiceSpec, obs: Observation, history: History, now
                            replace(history, calm_since=None, probed=(*history.probed, more), probe_since=now))
         if bounds.scale_up.max_step is not None:
             planned = min(planned, current + bounds.scale_up.max_step)
-        reason = "Panic" if breach else "ScaleUp"
+        reason = DecisionReason.PANIC if breach else DecisionReason.SCALE_UP
         return decision(planned, reason, f"{seen}: {current} -> {planned}",
                         replace(history, calm_since=None, last_scale_at=now))
     if bound is None and current == bounds.max_replicas and breach:
-        return decision(current, "AtMaxReplicas", f"{seen}; already at maxReplicas", replace(history, calm_since=None))
+        return decision(current, DecisionReason.AT_MAX_REPLICAS, f"{seen}; already at maxReplicas", replace(history, calm_since=None))
 
     if bound is not None:
         down_to = planned
@@ -386,10 +386,10 @@ def _planned(spec: InferenceServiceSpec, obs: Observation, history: History, now
         calm_since = history.calm_since if history.calm_since is not None else now
         window = bounds.scale_down.stabilization_seconds
         if now - calm_since < window:
-            return decision(current, "Stabilizing", f"{seen}; {down_to} would do, for {now - calm_since:.0f}s "
+            return decision(current, DecisionReason.STABILIZING, f"{seen}; {down_to} would do, for {now - calm_since:.0f}s "
                             f"of {window}s", replace(history, calm_since=calm_since))
         to = max(down_to, current - max(1, current * bounds.scale_down.max_step_percent // 100))
-        return decision(to, "ScaleDown", f"{seen}: {current} -> {to} after {now - calm_since:.0f}s",
+        return decision(to, DecisionReason.SCALE_DOWN, f"{seen}: {current} -> {to} after {now - calm_since:.0f}s",
                         replace(history, calm_since=None, last_scale_at=now))
-    return decision(current, "BatchingBound" if bound is not None else "WithinSLO", seen,
+    return decision(current, DecisionReason.BATCHING_BOUND if bound is not None else DecisionReason.WITHIN_SLO, seen,
                     replace(history, calm_since=None))

@@ -2,9 +2,51 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 
 from batchpilot.control.capacity import CapacityModel
+
+
+class DecisionReason(enum.StrEnum):
+    """Why the control loop decided what it did: status.lastDecision.reason, the Autoscaling condition's reason,
+    the Event reason and the decisions metric's label. Condition reasons of other conditions (Ready, Stalled, ...)
+    are another vocabulary (build/status.py)."""
+
+    SCALE_UP = "ScaleUp"
+    """More replicas planned from the arrival rate (and backlog), no breach."""
+    PANIC = "Panic"
+    """More replicas at once: the fresh mean latency breaches the SLO."""
+    SCALE_DOWN = "ScaleDown"
+    """Fewer replicas, after the stabilization window."""
+    STABILIZING = "Stabilizing"
+    """Fewer replicas would do, not yet for the whole stabilization window."""
+    WITHIN_SLO = "WithinSLO"
+    """The replicas running are the plan."""
+    SCALE_UP_COOLDOWN = "ScaleUpCooldown"
+    """More replicas planned, held until scaleUp.cooldownSeconds after the last change."""
+    WAITING_FOR_REPLICAS = "WaitingForReplicas"
+    """A breach the plan cannot explain waits for replicas still starting."""
+    AT_MAX_REPLICAS = "AtMaxReplicas"
+    """A breach at maxReplicas: nothing more to add."""
+    BELOW_MIN_REPLICAS = "BelowMinReplicas"
+    """Raised into minReplicas."""
+    ABOVE_MAX_REPLICAS = "AboveMaxReplicas"
+    """Lowered into maxReplicas."""
+    BATCHING_BOUND = "BatchingBound"
+    """No count meets the SLO while requests wait for batches to fill: the count with the lowest latency runs."""
+    PROBING_INSTANCES = "ProbingInstances"
+    """Replicas held while the pods try one model instance more (auto batching with maxInstanceCount)."""
+    MANUAL_REPLICAS = "ManualReplicas"
+    """spec.replicas pins the count; batching is still tuned for it."""
+    EXTERNAL_REPLICAS = "ExternalReplicas"
+    """autoscaling.mode external: an HPA or KEDA owns the count; batching is still tuned for it."""
+    METRICS_UNAVAILABLE = "MetricsUnavailable"
+    """No fresh metrics: the count is held (metricsOutage policy hold)."""
+    METRICS_FALLBACK = "MetricsFallback"
+    """No fresh metrics: raised to fallbackReplicas (metricsOutage policy fallback)."""
+    PAUSED = "Paused"
+    """spec.paused: observing only."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +116,7 @@ class Decision:
     """A decision and its reason, as data (it becomes status.lastDecision and an Event)."""
 
     replicas: int
-    reason: str
+    reason: DecisionReason
     message: str
     history: History = field(default_factory=History)
     predicted_latency_ms: float | None = None
