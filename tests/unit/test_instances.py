@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from batchpilot.api.spec import InferenceServiceSpec
+from batchpilot.control.batch_stats import BatchSizeCompute as B
 from batchpilot.control.capacity import Candidate, CapacityModel
 from batchpilot.control.planner import PROBE_S, decide, instance_choices
 from batchpilot.control.types import History, Observation
@@ -40,9 +41,9 @@ def obs(instances: int = 1, rate: float = 120, p95: float = 140, queue: float = 
                        concurrency=in_flight)
 
 
-def measured(slowdown: float) -> tuple[tuple[int, float, int], ...]:
+def measured(slowdown: float) -> tuple[B, ...]:
     """Triton's per-batch-size compute times, each batch `slowdown` x its time alone."""
-    return tuple((b, ms * slowdown, 50) for b, ms in PROFILE if b <= 4)
+    return tuple(B(b, ms * slowdown, 50) for b, ms in PROFILE if b <= 4)
 
 
 def test_instances_are_assumed_to_gain_nothing_until_measured() -> None:

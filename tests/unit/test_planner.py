@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from batchpilot.api.spec import InferenceServiceSpec
+from batchpilot.control.batch_stats import BatchSizeCompute as B
 from batchpilot.control.capacity import Candidate, CapacityModel
 from batchpilot.control.planner import decide
 from batchpilot.control.types import History, Observation
@@ -253,7 +254,7 @@ def test_a_fixed_delay_that_makes_batches_wait_is_diagnosed_not_scaled() -> None
 def test_triton_batch_stats_are_learned_per_batch_size_instead_of_the_blurred_means() -> None:
     """Ten batches of 1 and ten of 64: the means say 'batches of 62 take 77 ms'; the statistics say each."""
     blurred = obs(1, 60, p95=100, queue=5, compute=76.5, batch=(10 + 640) / 20)
-    measured = replace(blurred, batch_compute=((1, 47.4, 10), (64, 76.9, 10)))
+    measured = replace(blurred, batch_compute=(B(1, 47.4, 10), B(64, 76.9, 10)))
     learned = decide(spec(max_batch=64), measured, History(), NOW).history.model.learned
     assert learned == ((1.0, 47.4), (64.0, 76.9))
     fallback = decide(spec(max_batch=64), blurred, History(), NOW).history.model.learned
@@ -261,12 +262,12 @@ def test_triton_batch_stats_are_learned_per_batch_size_instead_of_the_blurred_me
 
 
 def test_batch_sizes_seen_too_rarely_since_the_last_tick_are_not_learned() -> None:
-    thin = replace(obs(1, 60, p95=100), batch_compute=((1, 47.4, 40), (3, 90.0, 2)))
+    thin = replace(obs(1, 60, p95=100), batch_compute=(B(1, 47.4, 40), B(3, 90.0, 2)))
     assert decide(spec(), thin, History(), NOW).history.model.learned == ((1.0, 47.4),)
 
 
 def test_batch_stats_are_learned_without_prometheus_means() -> None:
-    no_means = replace(obs(1, 60, p95=100, compute=None, batch=None), batch_compute=((4, 41.2, 12),))
+    no_means = replace(obs(1, 60, p95=100, compute=None, batch=None), batch_compute=(B(4, 41.2, 12),))
     assert decide(spec(), no_means, History(), NOW).history.model.learned == ((4.0, 41.2),)
 
 

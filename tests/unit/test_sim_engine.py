@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from batchpilot.control.batch_stats import BatchSizeCompute as B
 from batchpilot.sim.batcher import ReplicaBatcher
 from batchpilot.sim.engine import SimConfig, Simulation, simulate
 from batchpilot.sim.lifecycle import COLD_STARTS, Phase
@@ -204,7 +205,7 @@ def blank_view(**fields: object) -> View:
 
 LOADED = dict(arrival_rate=3000.0, latency_ms=60.0, queue_ms=40.0, compute_ms=8.0, avg_batch_size=8.0,
               pending_requests=40.0, ongoing_per_replica=30.0, gpu_utilization=0.97, queue_compute_ratio=2.5,
-              batch_compute=((8, 8.1, 200),), concurrency=1.0)
+              batch_compute=(B(8, 8.1, 200),), concurrency=1.0)
 
 
 @pytest.mark.parametrize(("fields", "reasons"), [

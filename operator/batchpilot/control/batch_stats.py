@@ -10,12 +10,25 @@ between its snapshots is how many executions it had in flight on average: its in
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import NamedTuple
 
 Snapshot = Mapping[int, tuple[int, int]]
 """batch size -> (executions, compute ns), cumulative since the model was (re)loaded on one pod."""
 
-BatchCompute = tuple[tuple[int, float, int], ...]
-"""(batch size, mean compute ms of one batch, executions), by batch size."""
+
+
+class BatchSizeCompute(NamedTuple):
+    """What Triton's statistics say of one batch size over a stretch of time, all pods together."""
+
+    batch_size: int
+    compute_ms: float
+    """Mean compute time of one batch of this size."""
+    executions: int
+    """Batches of this size executed."""
+
+
+BatchCompute = tuple[BatchSizeCompute, ...]
+"""Per batch size, ascending."""
 MIN_EXECUTIONS = 5
 """The capacity model learns a batch size's mean since the last tick only over at least this many executions."""
 
@@ -46,7 +59,7 @@ def aggregate(deltas: Iterable[Mapping[int, tuple[int, int]]]) -> BatchCompute:
         for b, (count, ns) in delta.items():
             seen, spent = total.get(b, (0, 0))
             total[b] = (seen + count, spent + ns)
-    return tuple((b, ns / count / 1e6, count) for b, (count, ns) in sorted(total.items()) if count > 0)
+    return tuple(BatchSizeCompute(b, ns / count / 1e6, count) for b, (count, ns) in sorted(total.items()) if count > 0)
 
 
 def since_last_tick(previous: Mapping[str, Snapshot], current: Mapping[str, Snapshot]) -> BatchCompute:

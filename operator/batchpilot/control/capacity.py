@@ -21,6 +21,8 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import NamedTuple
 
+from batchpilot.control.batch_stats import BatchSizeCompute
+
 LEARN_WEIGHT = 0.3
 """Weight of a new observation in a batch-size bucket's moving average."""
 OVERHEAD_WEIGHT = 0.2
@@ -242,13 +244,14 @@ class CapacityModel:
         table[key] = _average(table.get(key), compute_ms)
         return replace(self, learned=tuple(sorted(table.items())))
 
-    def learn_contention(self, measured: Iterable[tuple[float, float, int]], in_flight: float) -> CapacityModel:
+    def learn_contention(self, measured: Iterable[BatchSizeCompute], in_flight: float) -> CapacityModel:
         """The model after batches measured while `in_flight` of them ran on each pod on average:
         (batch size, mean compute ms, executions). Each took 1 + contention * (in_flight - 1) times its time
         alone; unchanged below MIN_OVERLAP or without a curve to compare with."""
         if in_flight < MIN_OVERLAP or not self.known:
             return self
-        weighted = [(n * ms / _interpolate(self._curve, b), n) for b, ms, n in measured if n > 0 and ms > 0]
+        weighted = [(m.executions * m.compute_ms / _interpolate(self._curve, m.batch_size), m.executions)
+                    for m in measured if m.executions > 0 and m.compute_ms > 0]
         if not weighted:
             return self
         slowdown = sum(s for s, _ in weighted) / sum(n for _, n in weighted)

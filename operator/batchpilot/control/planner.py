@@ -104,14 +104,14 @@ def learn(spec: InferenceServiceSpec, obs: Observation, model: CapacityModel, hi
     Triton's per-batch-size statistics, when they arrived, are learned as they are; only without them the
     mean batch size and mean compute time stand in (a mix of batch sizes blurs that pair).
     """
-    measured = [(b, ms, n) for b, ms, n in obs.batch_compute if n >= MIN_EXECUTIONS]
+    measured = [m for m in obs.batch_compute if m.executions >= MIN_EXECUTIONS]
     in_flight = obs.concurrency or 0.0
     if obs.instance_count > 1 and in_flight >= MIN_OVERLAP and model.known:
         # Batches ran side by side: their times tell the contention, not the time of a batch alone.
         model = model.learn_contention(measured, in_flight)
     else:
-        for batch_size, compute_ms, _ in measured:
-            model = model.learn(batch_size, compute_ms)
+        for m in measured:
+            model = model.learn(m.batch_size, m.compute_ms)
     if obs.avg_batch_size is None or obs.compute_ms is None or not obs.arrival_rate:
         return model
     if not obs.batch_compute and obs.instance_count == 1:

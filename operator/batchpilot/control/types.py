@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from batchpilot.control.batch_stats import BatchCompute
 from batchpilot.control.capacity import CapacityModel
 
 
@@ -80,8 +81,8 @@ class Observation:
     """Model instances per pod the pods run now: batch statistics are learned as this count's."""
     window_s: float = 0.0
     """How far back the rates and means reach: evidence older than a change says nothing about it."""
-    batch_compute: tuple[tuple[int, float, int], ...] = ()
-    """(batch size, mean compute ms of one batch, executions) per batch size since the last tick, from Triton's
+    batch_compute: BatchCompute = ()
+    """Compute time of one batch and executions per batch size since the last tick, from Triton's
     per-pod statistics; empty when none could be read (the capacity model then learns from the means above)."""
     concurrency: float | None = None
     """Mean batches in flight per ready pod since the last tick, from the same statistics (at most the instance

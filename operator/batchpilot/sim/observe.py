@@ -24,7 +24,7 @@ from typing import Protocol
 
 import numpy as np
 
-from batchpilot.control.batch_stats import Snapshot, since_last_tick
+from batchpilot.control.batch_stats import BatchCompute, Snapshot, since_last_tick
 from batchpilot.sim.types import Batching, FloatArray, View
 
 EXTRAPOLATION_SLACK = 1.1
@@ -256,8 +256,8 @@ class Monitor:
         return float(np.clip(np.mean(busy), 0.0, 1.0)) if busy and span > 0 else None
 
     def _batch_statistics(self, now: float, pods: Mapping[int, Served]
-                          ) -> tuple[tuple[tuple[int, float, int], ...], float | None]:
-        """(batch size, mean compute ms, executions) since the previous view, and batches in flight per pod."""
+                          ) -> tuple[BatchCompute, float | None]:
+        """Compute time per batch size since the previous view, and batches in flight per pod."""
         current = {i: (now, _snapshot(b.stats.per_batch), b.batch_time_s) for i, b in pods.items()}
         measured = since_last_tick({str(i): s for i, (_, s, _) in self._stats.items()},
                                    {str(i): s for i, (_, s, _) in current.items()})

@@ -12,6 +12,8 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from batchpilot.control.batch_stats import BatchCompute
+
 FloatArray = npt.NDArray[np.float64]
 
 
@@ -81,8 +83,8 @@ class View:
     """Mean fraction of the last scrape interval the GPUs were busy (DCGM_FI_DEV_GPU_UTIL), ready pods."""
     queue_compute_ratio: float | None
     """rate(queue_duration_us) / rate(compute_infer_duration_us): NVIDIA's tutorial HPA metric."""
-    batch_compute: tuple[tuple[int, float, int], ...] = ()
-    """(batch size, mean compute ms, executions) since the previous view, all ready pods (Triton statistics)."""
+    batch_compute: BatchCompute = ()
+    """Compute time per batch size since the previous view, all ready pods (Triton statistics)."""
     concurrency: float | None = None
     """Mean batches in flight per ready pod since the previous view."""
     window_s: float = 30.0
