@@ -9,6 +9,10 @@ capacity, it says so (BatchingBound) instead of adding replicas. spec.replicas p
 with spec.autoscaling.mode external an HPA or KEDA owns it and the count that runs is kept (ExternalReplicas).
 While the model knows nothing yet it falls back to the reactive rule.
 
+The planner only proposes (a `Proposal`: the count it wants, its reason and evidence); the shared stage in
+limits.py applies bounds, the readiness wait, the cooldown, the steps, the stabilization window and the retune
+pacing, the same for the reactive rule (step_rule.py).
+
 Instances per pod (auto with spec.batching.maxInstanceCount): the model assumes instances gain nothing until it
 has measured how batches in flight together slow each other (contention), so before adding a replica the planner
 tries one instance more on the running pods (ProbingInstances), learns the contention from Triton's statistics,
@@ -24,8 +28,9 @@ from batchpilot.api.spec import InferenceServiceSpec
 from batchpilot.control import step_rule
 from batchpilot.control.batch_stats import MIN_EXECUTIONS
 from batchpilot.control.capacity import MIN_OVERLAP, Candidate, CapacityModel, Prediction
+from batchpilot.control.limits import cooling_down, limit, paced
 from batchpilot.control.replica_search import At, first_meeting, first_within, lowest_latency
-from batchpilot.control.types import Decision, DecisionReason, History, Observation
+from batchpilot.control.types import Decision, DecisionReason, History, Observation, Proposal
 
 TARGET_FRACTION = 0.8
 """Plan for this fraction of the SLO: the margin absorbs prediction error and arrival bursts."""
@@ -51,10 +56,6 @@ BACKLOG_DRAIN_S = 60.0
 """Requests already queued in Triton are planned for as extra arrivals spread over this long: after an overload
 the service must clear its backlog, not only keep up with new requests (e.g. 60,000 queued -> +1,000 req/s).
 In steady state the queue holds about one batch per pod, a negligible addition."""
-RETUNE_INTERVAL_S = 30.0
-"""At most one change of the pods' batching this often: each reloads the model on every pod (~1.4 s during which
-its requests wait), and the statistics that judge it start from zero."""
-
 
 def candidate(spec: InferenceServiceSpec, replicas: int, delay_us: int | None = None,
               instances: int | None = None) -> Candidate:
@@ -238,22 +239,7 @@ def decide(spec: InferenceServiceSpec, obs: Observation, history: History, now: 
         decision = _external(spec, obs, decision)
     elif spec.replicas is not None and not spec.paused:
         decision = _manual(spec, obs, decision, now)
-    return _paced(obs, decision, now)
-
-
-def _paced(obs: Observation, decision: Decision, now: float) -> Decision:
-    """The decision with a change of the pods' batching held back until RETUNE_INTERVAL_S after the last one."""
-    if decision.queue_delay_us is None or obs.queue_delay_us is None:
-        return decision  # batching left alone, or the pods' is unknown: the pass only reloads pods that differ
-    wanted = (decision.queue_delay_us, decision.instance_count or obs.instance_count)
-    if wanted == (obs.queue_delay_us, obs.instance_count):
-        return decision
-    last = decision.history.last_retune_at
-    if last is not None and now - last < RETUNE_INTERVAL_S:
-        held = (f"{decision.message}; retune to queue delay {wanted[0]} us, {wanted[1]} instance(s) held: the last "
-                f"was {now - last:.0f}s ago (at most one per {RETUNE_INTERVAL_S:.0f}s)")
-        return replace(decision, message=held, queue_delay_us=obs.queue_delay_us, instance_count=obs.instance_count)
-    return replace(decision, history=replace(decision.history, last_retune_at=now))
+    return paced(obs, decision, now)
 
 
 def _manual(spec: InferenceServiceSpec, obs: Observation, planned: Decision, now: float) -> Decision:
@@ -288,67 +274,104 @@ def _batching_at(spec: InferenceServiceSpec, obs: Observation, planned: Decision
 
 
 def _planned(spec: InferenceServiceSpec, obs: Observation, history: History, now: float) -> Decision:
-    bounds, slo = spec.autoscaling, spec.slo.latency_ms
+    """The planner's proposal through the shared limits; the reactive rule's while the model knows nothing yet."""
     model = seeded(spec, history.model)
-    current = obs.replicas
     if spec.paused or obs.latency_ms is None or obs.arrival_rate is None or not (
             model.known or obs.avg_batch_size):
         # Paused, blind, or nothing learned yet: the reactive rule's holds and bounds apply.
         return step_rule.decide(spec, obs, replace(history, model=model), now)
-    rate = obs.arrival_rate
-    history = steady(history, rate, now)
-    model = learn(spec, obs, model, history, now)
-    history = replace(history, model=model)
-    target_util = bounds.target_utilization
+    return limit(spec, obs, _propose(spec, obs, history, model, now), now)
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """One tick's evidence: the plan at the arrival rate (plus backlog), and what it says in words."""
+
+    plan: Plan
+    text: str
+    breach: bool
+    """The fresh mean latency (queue + compute over the rate window) is above the SLO."""
+    auto: bool
+    """Batching mode auto: decisions carry the plan's queue delay and instances."""
+
+    def proposal(self, replicas: int, reason: DecisionReason, history: History, message: str | None = None,
+                 urgent: bool = False, waits_for_ready: bool = False) -> Proposal:
+        return Proposal(replicas, reason, self.text, message or self.text, history, urgent=urgent,
+                        waits_for_ready=waits_for_ready, predicted_latency_ms=self.plan.prediction.latency_ms,
+                        queue_delay_us=self.plan.delay_us if self.auto else None,
+                        instance_count=self.plan.instances if self.auto else None)
+
+
+def _seen(spec: InferenceServiceSpec, obs: Observation, model: CapacityModel) -> _Seen:
+    slo, rate = spec.slo.latency_ms, obs.arrival_rate or 0.0
     # Pods the cluster cannot place are capacity already asked for: a backlog that grows while they wait would
     # otherwise ask for more pods that cannot be placed either (at 200 services on a pool 1.3x their mean
     # demand, the asks grew to 1.6x the pool). Plan for the arrival rate alone until they are placed.
     backlog = 0.0 if obs.unschedulable else (obs.pending or 0.0) / BACKLOG_DRAIN_S
-    best = plan(spec, model, rate + backlog, slo * TARGET_FRACTION, target_util, obs.queue_delay_us,
-                obs.instance_count)
-    planned, delay, instances, predicted = best.replicas, best.delay_us, best.instances, best.prediction
+    best = plan(spec, model, rate + backlog, slo * TARGET_FRACTION, spec.autoscaling.target_utilization,
+                obs.queue_delay_us, obs.instance_count)
     fresh_ms = (obs.queue_ms or 0.0) + (obs.compute_ms or 0.0)
-    per_pod = f", {instances} instance(s) per pod" if len(instance_choices(spec)) > 1 else ""
-    seen = (f"{rate:.1f} req/s, p{spec.slo.percentile} {obs.latency_ms:.0f} ms (mean {fresh_ms:.0f} ms) vs SLO "
-            f"{slo:g} ms; predicted {_ms(predicted.latency_ms)} at {planned} replica(s), queue delay {delay} us"
-            f"{per_pod}")
+    per_pod = f", {best.instances} instance(s) per pod" if len(instance_choices(spec)) > 1 else ""
+    text = (f"{rate:.1f} req/s, p{spec.slo.percentile} {obs.latency_ms or 0.0:.0f} ms (mean {fresh_ms:.0f} ms) vs "
+            f"SLO {slo:g} ms; predicted {_ms(best.prediction.latency_ms)} at {best.replicas} replica(s), queue delay "
+            f"{best.delay_us} us{per_pod}")
     if obs.unschedulable and obs.pending:
-        seen = (f"{seen}; {obs.unschedulable} pod(s) unschedulable: the {obs.pending:.0f} queued request(s) are "
+        text = (f"{text}; {obs.unschedulable} pod(s) unschedulable: the {obs.pending:.0f} queued request(s) are "
                 f"not planned for until they are placed")
-    auto = spec.batching.mode == "auto"
+    return _Seen(best, text, fresh_ms > slo, spec.batching.mode == "auto")
 
-    def decision(replicas: int, reason: DecisionReason, message: str, hist: History) -> Decision:
-        return Decision(replicas, reason, message, hist, predicted_latency_ms=predicted.latency_ms,
-                        queue_delay_us=delay if auto else None, instance_count=instances if auto else None)
 
-    def probing(count: int, message: str, hist: History) -> Decision:
-        """Hold the replicas while the pods run `count` instances at the delay they run now (auto mode only)."""
-        kept = obs.queue_delay_us if obs.queue_delay_us is not None else delay
-        return replace(decision(current, DecisionReason.PROBING_INSTANCES, f"{seen}; {message}", hist), queue_delay_us=kept,
-                       instance_count=count)
+def _bound(spec: InferenceServiceSpec, seen: _Seen, planned: int, predicted: Prediction) -> _Seen:
+    """The evidence when no count meets the SLO only because requests wait for batches: say what to change."""
+    bounds = spec.autoscaling
+    knob = "minQueueDelayMicroseconds" if spec.batching.mode == "auto" else "maxQueueDelayMicroseconds"
+    text = (f"{seen.text}; batching-bound: no count in {bounds.min_replicas}..{bounds.max_replicas} meets the SLO "
+            f"while requests wait up to {seen.plan.delay_us} us for a batch; {planned} replica(s) give the lowest "
+            f"predicted latency ({_ms(predicted.latency_ms)}): lower spec.batching.{knob}"
+            f"{' or use mode auto' if spec.batching.mode == 'fixed' else ''}")
+    return replace(seen, plan=replace(seen.plan, prediction=predicted), text=text)
 
+
+def _probing(obs: Observation, seen: _Seen, count: int, message: str, history: History) -> Proposal:
+    """Hold the replicas while the pods run `count` instances at the delay they run now (auto mode only)."""
+    kept = obs.queue_delay_us if obs.queue_delay_us is not None else seen.plan.delay_us
+    return replace(seen.proposal(obs.replicas, DecisionReason.PROBING_INSTANCES, history, f"{seen.text}; {message}"),
+                   queue_delay_us=kept, instance_count=count)
+
+
+def _propose(spec: InferenceServiceSpec, obs: Observation, history: History, model: CapacityModel,
+             now: float) -> Proposal:
+    """What the planner would run now: the plan at the arrival rate, or a probe, a hold or fewer replicas."""
+    bounds, current = spec.autoscaling, obs.replicas
+    history = steady(history, obs.arrival_rate or 0.0, now)
+    model = learn(spec, obs, model, history, now)
+    history = replace(history, model=model)
+    seen = _seen(spec, obs, model)
     if current < bounds.min_replicas or current > bounds.max_replicas:
-        to = min(bounds.max_replicas, max(bounds.min_replicas, current))
-        reason = DecisionReason.BELOW_MIN_REPLICAS if current < bounds.min_replicas else DecisionReason.ABOVE_MAX_REPLICAS
-        return decision(to, reason, f"bring {current} into {bounds.min_replicas}..{bounds.max_replicas}",
-                        replace(history, calm_since=None, last_scale_at=now))
-    since = math.inf if history.last_scale_at is None else now - history.last_scale_at
-    breach = fresh_ms > slo
+        return seen.proposal(current, DecisionReason.WITHIN_SLO, history)  # the limits bring it within bounds
     if history.probe_since is not None:
         probe = history.probed[-1]
-        if now - history.probe_since < PROBE_S and model.contention is None and not breach:
-            return probing(probe, f"measuring {probe} instance(s) per pod for {now - history.probe_since:.0f}s of "
-                           f"at most {PROBE_S:.0f}s before adding a replica", replace(history, calm_since=None))
+        if now - history.probe_since < PROBE_S and model.contention is None and not seen.breach:
+            return _probing(obs, seen, probe, f"measuring {probe} instance(s) per pod for "
+                            f"{now - history.probe_since:.0f}s of at most {PROBE_S:.0f}s before adding a replica",
+                            history)
         history = replace(history, probe_since=None)
-    bound = batching_bound(spec, model, rate, slo * TARGET_FRACTION, target_util, delay, instances)
+    return _replicas(spec, obs, history, model, seen, now)
+
+
+def _replicas(spec: InferenceServiceSpec, obs: Observation, history: History, model: CapacityModel, seen: _Seen,
+              now: float) -> Proposal:
+    """The count the plan (or a batching bound, or a breach the model cannot explain) asks for."""
+    bounds, current, slo = spec.autoscaling, obs.replicas, spec.slo.latency_ms
+    rate, target_util = obs.arrival_rate or 0.0, bounds.target_utilization
+    planned, breach = seen.plan.replicas, seen.breach
+    bound = batching_bound(spec, model, rate, slo * TARGET_FRACTION, target_util, seen.plan.delay_us,
+                           seen.plan.instances)
     if bound is not None:
         # More replicas would only make batches wait longer: run the best count and say what to change.
         planned, predicted = bound
-        knob = "minQueueDelayMicroseconds" if spec.batching.mode == "auto" else "maxQueueDelayMicroseconds"
-        seen = (f"{seen}; batching-bound: no count in {bounds.min_replicas}..{bounds.max_replicas} meets the SLO "
-                f"while requests wait up to {delay} us for a batch; {planned} replica(s) give the lowest predicted "
-                f"latency ({_ms(predicted.latency_ms)}): lower spec.batching.{knob}"
-                f"{' or use mode auto' if spec.batching.mode == 'fixed' else ''}")
+        seen = _bound(spec, seen, planned, predicted)
+    since = math.inf if history.last_scale_at is None else now - history.last_scale_at
     unexplained = bound is None and breach and planned <= current
     if unexplained and since >= obs.window_s:
         planned = min(bounds.max_replicas, current + 1)  # the model under-predicts a breach seen since the change
@@ -356,40 +379,22 @@ def _planned(spec: InferenceServiceSpec, obs: Observation, history: History, now
         # Starting replicas are in `current` already: a plan from the arrival rate that needs more than them goes
         # ahead (a GPU pod starts in 20 s to 10 min; waiting for each batch of pods before the next one turns
         # one step of load into a staircase). Only the extra replica for a breach the model cannot explain
-        # waits, since the starting replicas may be what the breach lacks.
-        if unexplained and obs.ready_replicas < current:
-            return decision(current, DecisionReason.WAITING_FOR_REPLICAS,
-                            f"{seen}; {current - obs.ready_replicas} replica(s) still starting",
-                            replace(history, calm_since=None))
-        if since < bounds.scale_up.cooldown_seconds and not breach:
-            return decision(current, DecisionReason.SCALE_UP_COOLDOWN, f"{seen}; last change {since:.0f}s ago",
-                            replace(history, calm_since=None))
+        # waits for them (limits.py), since the starting replicas may be what the breach lacks.
         more = obs.instance_count + 1
         if not breach and bound is None and more in instance_choices(spec) and model.contention is None and \
-                more not in history.probed:
+                more not in history.probed and not cooling_down(spec, history, now):
             # The model assumes instances gain nothing until it has seen them side by side: look before buying.
-            return probing(more, f"trying {more} instance(s) per pod before adding a replica",
-                           replace(history, calm_since=None, probed=(*history.probed, more), probe_since=now))
-        if bounds.scale_up.max_step is not None:
-            planned = min(planned, current + bounds.scale_up.max_step)
-        reason = DecisionReason.PANIC if breach else DecisionReason.SCALE_UP
-        return decision(planned, reason, f"{seen}: {current} -> {planned}",
-                        replace(history, calm_since=None, last_scale_at=now))
+            probing = replace(history, probed=(*history.probed, more), probe_since=now)
+            return _probing(obs, seen, more, f"trying {more} instance(s) per pod before adding a replica", probing)
+        return seen.proposal(planned, DecisionReason.PANIC if breach else DecisionReason.SCALE_UP, history,
+                             urgent=breach, waits_for_ready=unexplained)
     if bound is None and current == bounds.max_replicas and breach:
-        return decision(current, DecisionReason.AT_MAX_REPLICAS, f"{seen}; already at maxReplicas", replace(history, calm_since=None))
-
+        return seen.proposal(current, DecisionReason.AT_MAX_REPLICAS, history, f"{seen.text}; already at maxReplicas")
     if bound is not None:
         down_to = planned
     else:
         down_to = plan(spec, model, rate, slo * SCALE_DOWN_FRACTION, target_util - SCALE_DOWN_UTILIZATION_GAP).replicas
     if down_to < current and (bound is not None or not breach):
-        calm_since = history.calm_since if history.calm_since is not None else now
-        window = bounds.scale_down.stabilization_seconds
-        if now - calm_since < window:
-            return decision(current, DecisionReason.STABILIZING, f"{seen}; {down_to} would do, for {now - calm_since:.0f}s "
-                            f"of {window}s", replace(history, calm_since=calm_since))
-        to = max(down_to, current - max(1, current * bounds.scale_down.max_step_percent // 100))
-        return decision(to, DecisionReason.SCALE_DOWN, f"{seen}: {current} -> {to} after {now - calm_since:.0f}s",
-                        replace(history, calm_since=None, last_scale_at=now))
-    return decision(current, DecisionReason.BATCHING_BOUND if bound is not None else DecisionReason.WITHIN_SLO, seen,
-                    replace(history, calm_since=None))
+        return seen.proposal(down_to, DecisionReason.SCALE_DOWN, history)
+    return seen.proposal(current, DecisionReason.BATCHING_BOUND if bound is not None else DecisionReason.WITHIN_SLO,
+                         history)

@@ -129,3 +129,26 @@ class Decision:
 
     def changes(self, observation: Observation) -> bool:
         return self.replicas != observation.replicas
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What a policy (the planner, or the reactive rule) would do now, before the shared limits (limits.py)."""
+
+    replicas: int
+    """The count it wants now, unlimited."""
+    reason: DecisionReason
+    """The decision's reason if the limits let it through as it is."""
+    evidence: str
+    """What it saw, in words: every message the limits write starts with it."""
+    message: str
+    """The decision's message when the count stays as it is."""
+    history: History
+    urgent: bool = False
+    """Goes ahead within scaleUp.cooldownSeconds: an SLO breach, or the metrics-outage fallback."""
+    waits_for_ready: bool = False
+    """More replicas for a breach the policy cannot explain: they wait until every replica asked for is ready,
+    since the starting ones may be what the breach lacks."""
+    predicted_latency_ms: float | None = None
+    queue_delay_us: int | None = None
+    instance_count: int | None = None

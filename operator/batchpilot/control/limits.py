@@ -1,0 +1,96 @@
+"""The shared limiting stage: policies propose, this stage decides what may happen now. Pure.
+
+Both policies (planner.py, step_rule.py) return a `Proposal`; `limit()` applies the same rules to either, in order:
+1. bounds: a count outside minReplicas..maxReplicas is brought in at once (BelowMinReplicas, AboveMaxReplicas);
+2. going up: more replicas for a breach the policy cannot explain wait for the replicas still starting
+   (WaitingForReplicas); a scale-up waits scaleUp.cooldownSeconds after the last change unless it is urgent
+   (ScaleUpCooldown). One rule for both policies: an SLO breach (and the metrics-outage fallback) goes ahead
+   within the cooldown, which paces planned scale-ups only; then at most scaleUp.maxStep at once;
+3. going down: only once fewer replicas have been proposed for scaleDown.stabilizationSeconds without a break
+   (Stabilizing), then at most scaleDown.maxStepPercent at once;
+4. any other outcome ends a calm stretch.
+`paced()` is the last stage: at most one change of the pods' batching per RETUNE_INTERVAL_S.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from batchpilot.api.spec import InferenceServiceSpec
+from batchpilot.control.types import Decision, DecisionReason, History, Observation, Proposal
+
+RETUNE_INTERVAL_S = 30.0
+"""At most one change of the pods' batching this often: each reloads the model on every pod (~1.4 s during which
+its requests wait), and the statistics that judge it start from zero."""
+
+
+def limit(spec: InferenceServiceSpec, obs: Observation, proposal: Proposal, now: float) -> Decision:
+    """The proposal as far as the bounds, the readiness wait, the cooldown, the steps and the window allow."""
+    bounds, current, history = spec.autoscaling, obs.replicas, proposal.history
+    if current < bounds.min_replicas or current > bounds.max_replicas:
+        to = min(bounds.max_replicas, max(bounds.min_replicas, current))
+        reason = DecisionReason.BELOW_MIN_REPLICAS if current < bounds.min_replicas \
+            else DecisionReason.ABOVE_MAX_REPLICAS
+        return _decided(proposal, to, reason, f"bring {current} into {bounds.min_replicas}..{bounds.max_replicas}",
+                        replace(history, calm_since=None, last_scale_at=now))
+    if proposal.replicas > current:
+        return _up(spec, obs, proposal, now)
+    if proposal.replicas < current:
+        return _down(spec, obs, proposal, now)
+    return _decided(proposal, current, proposal.reason, proposal.message, replace(history, calm_since=None))
+
+
+def cooling_down(spec: InferenceServiceSpec, history: History, now: float) -> bool:
+    """Whether a planned (not urgent) scale-up would wait for scaleUp.cooldownSeconds now."""
+    return history.last_scale_at is not None and now - history.last_scale_at < spec.autoscaling.scale_up.cooldown_seconds
+
+
+def _up(spec: InferenceServiceSpec, obs: Observation, proposal: Proposal, now: float) -> Decision:
+    current, history, evidence = obs.replicas, proposal.history, proposal.evidence
+    if proposal.waits_for_ready and obs.ready_replicas < current:
+        return _decided(proposal, current, DecisionReason.WAITING_FOR_REPLICAS,
+                        f"{evidence}; {current - obs.ready_replicas} replica(s) still starting",
+                        replace(history, calm_since=None))
+    if not proposal.urgent and cooling_down(spec, history, now):
+        since = now - history.last_scale_at if history.last_scale_at is not None else 0.0
+        return _decided(proposal, current, DecisionReason.SCALE_UP_COOLDOWN,
+                        f"{evidence}; last change {since:.0f}s ago", replace(history, calm_since=None))
+    to = min(proposal.replicas, spec.autoscaling.max_replicas)
+    if spec.autoscaling.scale_up.max_step is not None:
+        to = min(to, current + spec.autoscaling.scale_up.max_step)
+    return _decided(proposal, to, proposal.reason, f"{evidence}: {current} -> {to}",
+                    replace(history, calm_since=None, last_scale_at=now))
+
+
+def _down(spec: InferenceServiceSpec, obs: Observation, proposal: Proposal, now: float) -> Decision:
+    current, history, evidence = obs.replicas, proposal.history, proposal.evidence
+    down = spec.autoscaling.scale_down
+    calm_since = history.calm_since if history.calm_since is not None else now
+    if now - calm_since < down.stabilization_seconds:
+        return _decided(proposal, current, DecisionReason.STABILIZING,
+                        f"{evidence}; {proposal.replicas} would do, for {now - calm_since:.0f}s of "
+                        f"{down.stabilization_seconds}s", replace(history, calm_since=calm_since))
+    to = max(proposal.replicas, current - max(1, current * down.max_step_percent // 100),
+             spec.autoscaling.min_replicas)
+    return _decided(proposal, to, proposal.reason, f"{evidence}: {current} -> {to} after {now - calm_since:.0f}s",
+                    replace(history, calm_since=None, last_scale_at=now))
+
+
+def _decided(proposal: Proposal, replicas: int, reason: DecisionReason, message: str, history: History) -> Decision:
+    return Decision(replicas, reason, message, history, predicted_latency_ms=proposal.predicted_latency_ms,
+                    queue_delay_us=proposal.queue_delay_us, instance_count=proposal.instance_count)
+
+
+def paced(obs: Observation, decision: Decision, now: float) -> Decision:
+    """The decision with a change of the pods' batching held back until RETUNE_INTERVAL_S after the last one."""
+    if decision.queue_delay_us is None or obs.queue_delay_us is None:
+        return decision  # batching left alone, or the pods' is unknown: the pass only reloads pods that differ
+    wanted = (decision.queue_delay_us, decision.instance_count or obs.instance_count)
+    if wanted == (obs.queue_delay_us, obs.instance_count):
+        return decision
+    last = decision.history.last_retune_at
+    if last is not None and now - last < RETUNE_INTERVAL_S:
+        held = (f"{decision.message}; retune to queue delay {wanted[0]} us, {wanted[1]} instance(s) held: the last "
+                f"was {now - last:.0f}s ago (at most one per {RETUNE_INTERVAL_S:.0f}s)")
+        return replace(decision, message=held, queue_delay_us=obs.queue_delay_us, instance_count=obs.instance_count)
+    return replace(decision, history=replace(decision.history, last_retune_at=now))
