@@ -1,5 +1,6 @@
 """Runtime failures in the sandbox become the Ready condition's reason and message, and a Warning Event:
-a model that fails to load in Triton, GPU pods that stay Pending, a model fetch and a Triton that crash-loop."""
+a model that fails to load in Triton, GPU pods that stay Pending, a model fetch and a Triton that crash-loop.
+Argo CD's health check (integrations/argocd) judges each live object as the README says."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from argocd_health import captured, health
 from batchpilot.sandbox.process import tail
 from batchpilot.sandbox.sample import SampleService
 from batchpilot.sandbox.stack import Sandbox
@@ -99,6 +101,14 @@ def await_reason(sandbox: Sandbox, name: str, reason: str, saying: str = "") -> 
     return condition
 
 
+def argo_cd_says(sandbox: Sandbox, name: str, status: str, testdata: str) -> None:
+    """health.lua (real Lua 5.1) on the live InferenceService; the object is kept as testdata when capturing."""
+    obj = kube_json(sandbox, name, "inferenceservice", name)
+    captured(obj, testdata)
+    verdict = health(obj)
+    assert verdict["status"] == status, (verdict, obj.get("status"))
+
+
 @pytest.fixture
 def apply(sandbox: Sandbox) -> Iterator[Any]:
     """Applies a service's manifests; deletes its namespace afterwards, pods included, so GPUs are free again."""
@@ -125,6 +135,7 @@ def test_model_that_fails_to_load(sandbox: Sandbox, apply: Any) -> None:
     assert f"model {name} failed to load on pod {pod}: " in condition["message"]
     assert "RuntimeError: cannot open weights: model.plan not found" in condition["message"]
     wait_for("a ModelLoadFailed Warning Event", lambda: warning_events(sandbox, name, "ModelLoadFailed"), 60)
+    argo_cd_says(sandbox, name, "Degraded", "degraded_model_load")
 
 
 def test_gpu_pods_that_stay_pending(sandbox: Sandbox, apply: Any) -> None:
@@ -146,6 +157,7 @@ def test_gpu_pods_that_stay_pending(sandbox: Sandbox, apply: Any) -> None:
     assert still["metadata"]["uid"] == pending["metadata"]["uid"]
     assert not still["metadata"].get("deletionTimestamp") and still["status"]["phase"] == "Pending"
     assert ready_condition(sandbox, name)["reason"] == "Unschedulable"
+    argo_cd_says(sandbox, name, "Progressing", "progressing_unschedulable")
 
 
 def test_some_replicas_pending_for_gpus(sandbox: Sandbox, apply: Any) -> None:
@@ -156,6 +168,7 @@ def test_some_replicas_pending_for_gpus(sandbox: Sandbox, apply: Any) -> None:
     assert condition["status"] == "True"
     assert condition["message"] == (
         "1/2 replicas ready; 1 pod Pending: 0/1 nodes are available: 1 Insufficient nvidia.com/gpu.")
+    argo_cd_says(sandbox, name, "Healthy", "healthy_some_pending")
 
 
 def test_model_fetch_that_keeps_failing(sandbox: Sandbox, apply: Any) -> None:
@@ -168,6 +181,7 @@ def test_model_fetch_that_keeps_failing(sandbox: Sandbox, apply: Any) -> None:
     assert f"init container fetch-model of pod {pod} failed (exit code " in condition["message"]
     assert "127.0.0.1:1" in condition["message"], condition  # the fetcher's own last line (FallbackToLogsOnError)
     wait_for("a ModelFetchFailed Warning Event", lambda: warning_events(sandbox, name, "ModelFetchFailed"), 60)
+    argo_cd_says(sandbox, name, "Degraded", "degraded_model_fetch")
 
 
 def test_triton_that_crash_loops(sandbox: Sandbox, apply: Any) -> None:
@@ -178,3 +192,33 @@ def test_triton_that_crash_loops(sandbox: Sandbox, apply: Any) -> None:
     pod = pods(sandbox, name)[0]["metadata"]["name"]
     assert f"container triton of pod {pod} failed (exit code 139 (SIGSEGV)" in condition["message"]
     wait_for("a CrashLoopBackOff Warning Event", lambda: warning_events(sandbox, name, "CrashLoopBackOff"), 60)
+    argo_cd_says(sandbox, name, "Degraded", "degraded_crash_loop")
+
+
+def test_argo_cd_health_of_a_new_a_ready_a_paused_and_a_stalled_service(sandbox: Sandbox, apply: Any) -> None:
+    name = "rf-argo"
+    namespace, config_map, isvc = manifests(name)
+    apply([namespace, config_map])
+    created = json.loads(sandbox.kubectl("apply", "-o", "json", "-f", "-", stdin=yaml.safe_dump(isvc)))
+    captured(created, "progressing_no_status")  # as the API server answered the apply: no status yet
+    assert health(created)["status"] == "Progressing"
+    await_reason(sandbox, name, "ReplicasReady")
+    argo_cd_says(sandbox, name, "Healthy", "healthy")
+    sandbox.kubectl("patch", "inferenceservice", name, "-n", name, "--type=merge", "-p", '{"spec":{"paused":true}}')
+    wait_for("the paused spec acted on", lambda: kube_json(sandbox, name, "inferenceservice", name)["status"].get(
+        "observedGeneration") == 2, 60)
+    argo_cd_says(sandbox, name, "Suspended", "suspended")
+
+    # A quota that forbids the Deployment: the operator cannot apply the children, retrying cannot fix it.
+    stalled = "rf-argo-quota"
+    namespace, config_map, isvc = manifests(stalled)
+    quota = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "no-deployments", "namespace": stalled},
+             "spec": {"hard": {"count/deployments.apps": "0"}}}
+    apply([namespace, quota, config_map, isvc])
+
+    def stalled_true() -> bool:
+        status = (kube_json(sandbox, stalled, "inferenceservice", stalled) or {}).get("status") or {}
+        return any(c["type"] == "Stalled" and c["status"] == "True" for c in status.get("conditions") or [])
+
+    wait_for("Stalled=True under a quota of 0 Deployments", stalled_true, 60, lambda: diagnosis(sandbox, stalled))
+    argo_cd_says(sandbox, stalled, "Degraded", "degraded_stalled")
