@@ -10,6 +10,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app
 
+from batchpilot.control.types import Decision, Observation
+
 LABELS = ["namespace", "inferenceservice"]
 
 desired_replicas = Gauge("batchpilot_desired_replicas", "Replicas the control loop wants.", LABELS)
@@ -22,21 +24,32 @@ queue_delay_us = Gauge("batchpilot_queue_delay_microseconds", "Queue delay appli
                        LABELS)
 instance_count = Gauge("batchpilot_instance_count", "Model instances per pod applied to the pods (auto mode).",
                        LABELS)
+arrival_rate = Gauge("batchpilot_arrival_rate", "Requests per second arriving at the service, as the loop saw them.",
+                     LABELS)
+avg_batch_size = Gauge("batchpilot_avg_batch_size", "Inferences per model execution over the loop's window.", LABELS)
+predicted_latency_ms = Gauge("batchpilot_predicted_latency_ms",
+                             "The capacity model's latency at the SLO percentile for the chosen replicas.", LABELS)
+gpu_utilization = Gauge("batchpilot_gpu_utilization", "Mean GPU utilization of the service's pods, 0 to 1.", LABELS)
 loop_seconds = Histogram("batchpilot_loop_duration_seconds", "Time of one control-loop tick.", LABELS)
 leader = Gauge("batchpilot_leader", "1 while this replica acts (leads the election, or runs without one), 0 while "
                "it stands by.")
 
 
-def record_tick(namespace: str, name: str, slo_ms: float, desired: int, ready: int, latency_ms: float | None,
-                reason: str) -> None:
-    """One control tick of one service."""
+def record_tick(namespace: str, name: str, slo_ms: float, obs: Observation, decision: Decision) -> None:
+    """One control tick of one service: what the loop saw and decided. A value the observation lacks (no GPU
+    metrics, no traffic) leaves its gauge as it was; the error counter is created at 0, so a healthy service
+    has the series (dashboards and alerts see 0, not nothing)."""
     labels = (namespace, name)
-    desired_replicas.labels(*labels).set(desired)
-    ready_replicas.labels(*labels).set(ready)
+    desired_replicas.labels(*labels).set(decision.replicas)
+    ready_replicas.labels(*labels).set(obs.ready_replicas)
     slo_latency_ms.labels(*labels).set(slo_ms)
-    if latency_ms is not None:
-        observed_latency_ms.labels(*labels).set(latency_ms)
-    decisions.labels(*labels, reason).inc()
+    for gauge, value in ((observed_latency_ms, obs.latency_ms), (arrival_rate, obs.arrival_rate),
+                         (avg_batch_size, obs.avg_batch_size), (predicted_latency_ms, decision.predicted_latency_ms),
+                         (gpu_utilization, obs.gpu_utilization)):
+        if value is not None:
+            gauge.labels(*labels).set(value)
+    decisions.labels(*labels, decision.reason).inc()
+    loop_errors.labels(*labels)
 
 
 class _Server(ThreadingMixIn, WSGIServer):

@@ -16,6 +16,7 @@ from bench.operator_process import OperatorProcess
 from prometheus_client.metrics import MetricWrapperBase
 
 from batchpilot import metrics
+from batchpilot.adapters import promql
 from batchpilot.build.names import ChildNames
 from batchpilot.sandbox.controlplane import ControlPlane
 from batchpilot.sandbox.paths import helm_binary
@@ -105,6 +106,28 @@ def test_alerts_and_service_monitor_use_the_metrics_the_operator_exports() -> No
     for rule in rules:
         names = set(re.findall(r"batchpilot_[a-z_]+", rule["expr"]))
         assert names and names <= exported | {f"{n}_total" for n in exported}, (rule["alert"], names, exported)
+
+
+def test_the_dashboard_ships_in_a_grafana_sidecar_configmap_and_queries_exported_metrics() -> None:
+    [config_map] = [d for d in render() if d["kind"] == "ConfigMap"]
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert config_map["metadata"]["namespace"] == RELEASE_NS
+    dashboard = json.loads(config_map["data"]["batchpilot.json"])
+    assert "__inputs" not in dashboard  # a datasource variable instead: works in any Grafana, imported or provisioned
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    exprs += [a["expr"] for a in dashboard["annotations"]["list"]]
+    sources = [p["datasource"] for p in dashboard["panels"]] + [a["datasource"] for a in dashboard["annotations"]["list"]]
+    assert all(d == {"type": "prometheus", "uid": "${datasource}"} for d in sources)
+    exported = {m.describe()[0].name for m in vars(metrics).values() if isinstance(m, MetricWrapperBase)}
+    exported |= {f"{n}_{suffix}" for n in exported for suffix in ("total", "bucket")}
+    triton = set(re.findall(r"nv_[a-z_]+", Path(promql.__file__).read_text()))  # what the operator itself reads
+    for expr in exprs:
+        assert '$namespace' in expr and '$inferenceservice' in expr, expr
+        assert set(re.findall(r"batchpilot_[a-z_]+", expr)) <= exported, expr
+        assert set(re.findall(r"nv_[a-z_]+", expr)) <= triton, expr
+    assert not [d for d in render("dashboard.enabled=false") if d["kind"] == "ConfigMap"]
 
 
 def test_the_chart_carries_the_generated_crd() -> None:
