@@ -141,6 +141,7 @@ def reconcile_children(body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, status
         raise error  # transient: kopf retries it with its back-off
     patch.status["replicas"] = replicas
     patch.status["selector"] = ChildNames(meta["name"]).selector_string
+    patch.status["url"] = ChildNames(meta["name"]).url(str(meta.get("namespace")), parsed.model.name)
     kopf.event(body, type="Normal", reason="Reconciled",
                message=f"applied the Triton Deployment ({replicas} replica(s)), Service, config and PodDisruptionBudget "
                        f"for generation {generation}")

@@ -63,6 +63,11 @@ def test_apply_serves_and_delete_cleans_up(sandbox: Sandbox) -> None:
     status = wait_for("status from the operator", lambda: (get(sandbox, "inferenceservice", SAMPLE.name)
                                                           or {}).get("status", {}).get("selector"), 60)
     assert status == selector
+    url = get(sandbox, "inferenceservice", SAMPLE.name)["status"]["url"]
+    service = get(sandbox, "service", SAMPLE.name)
+    assert url == (f"http://{SAMPLE.name}.{SAMPLE.namespace}.svc:{service['spec']['ports'][0]['port']}"
+                   f"/v2/models/{SAMPLE.model}/infer")
+    assert service["spec"]["ports"][0]["name"] == "http"
     # What the user applied is what the API server holds: the operator never writes spec.
     live = get(sandbox, "inferenceservice", SAMPLE.name)
     assert live["spec"]["slo"] == {"latencyMs": SAMPLE.latency_ms, "percentile": 95}

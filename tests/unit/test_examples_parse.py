@@ -162,7 +162,7 @@ def test_the_readme_minimal_example_is_examples_minimal() -> None:
 def test_the_readme_names_every_condition_and_printer_column() -> None:
     section = api_section()
     for word in ("Ready", "MetricsAvailable", "Autoscaling", "SLOMet", "Desired", "Latency-ms", "SLO-ms",
-                 "Delay-us", "Replicas-By", "Status", "Age", "kubectl scale"):
+                 "Delay-us", "Batch", "Replicas-By", "Status", "Age", "kubectl scale"):
         assert word in section, word
     for path in EXAMPLES:
         assert f"examples/{path.name}" in section, path.name

@@ -103,6 +103,8 @@ def crd() -> dict[str, Any]:
                     {"name": "Delay-us", "type": "integer",
                      "jsonPath": ".status.batching.maxQueueDelayMicroseconds",
                      "description": "Queue delay the pods run"},
+                    {"name": "Batch", "type": "number", "jsonPath": ".status.observed.avgBatchSize",
+                     "description": "Average batch size: inferences per model execution"},
                     {"name": "Status", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].reason",
                      "description": "Reason of the Ready condition"},
                     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

@@ -115,6 +115,8 @@ class InferenceServiceStatus(ApiModel):
     """Replicas whose Triton is ready."""
     selector: str | None = None
     """Label selector of the Triton pods."""
+    url: str | None = None
+    """The in-cluster inference endpoint (KServe v2 over HTTP, through the Service): POST requests to it."""
     observed: ObservedMetrics | None = None
     """Latest observation."""
     batching: AppliedBatching | None = None

@@ -28,6 +28,10 @@ class ChildNames:
     def service(self) -> str:
         return self.service_name
 
+    def url(self, namespace: str, model: str) -> str:
+        """The service's in-cluster inference endpoint (KServe v2 over HTTP)."""
+        return f"http://{self.service}.{namespace}.svc:{HTTP_PORT}/v2/models/{model}/infer"
+
     @property
     def config_map(self) -> str:
         return f"{self.service_name}-triton-config"

@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import csv
 import json
+import math
 import signal
 import threading
 import time
@@ -39,10 +40,16 @@ class Row:
     replicas: int
     ready_replicas: int
     reason: str
+    avg_batch_size: float | None = None
+    """Inferences per model execution (status.observed.avgBatchSize)."""
+    queue_delay_us: int | None = None
+    """The queue delay the pods run (status.batching, auto mode)."""
+    instance_count: int | None = None
+    """Model instances per pod (status.batching, auto mode)."""
 
 
 HEADER = f"{'time':>6} {'offered/s':>9} {'ok/s':>7} {'err':>4} {'p95 ms':>8} {'op p95':>8} {'SLO':>5} " \
-         f"{'replicas':>8}  decision"
+         f"{'replicas':>8} {'batch':>5} {'delay us':>8} {'inst':>4}  decision"
 
 
 def row(report: WindowReport, sample: ServiceSample | None) -> Row:
@@ -52,6 +59,9 @@ def row(report: WindowReport, sample: ServiceSample | None) -> Row:
         observed_p95_ms=sample.observed_latency_ms if sample else None,
         replicas=sample.replicas if sample else 0, ready_replicas=sample.ready_replicas if sample else 0,
         reason=sample.reason if sample else "",
+        avg_batch_size=sample.avg_batch_size if sample else None,
+        queue_delay_us=sample.queue_delay_us if sample else None,
+        instance_count=sample.instance_count if sample else None,
     )
 
 
@@ -59,8 +69,10 @@ def line(r: Row, slo_ms: float) -> str:
     def ms(v: float | None) -> str:
         return "-" if v is None else f"{v:.0f}"
 
+    batch = "-" if r.avg_batch_size is None else f"{r.avg_batch_size:.1f}"
     return (f"{r.t_s:5.0f}s {r.offered_rate:9.1f} {r.achieved_rate:7.1f} {r.errors:4d} {ms(r.p95_ms):>8} "
-            f"{ms(r.observed_p95_ms):>8} {slo_ms:5.0f} {r.ready_replicas:>3}/{r.replicas:<4}  {r.reason}")
+            f"{ms(r.observed_p95_ms):>8} {slo_ms:5.0f} {r.ready_replicas:>3}/{r.replicas:<4} {batch:>5} "
+            f"{ms(r.queue_delay_us):>8} {ms(r.instance_count):>4}  {r.reason}")
 
 
 @dataclass(frozen=True)
@@ -76,6 +88,15 @@ class Summary:
     recovered_after_s: float | None
     """From the step until the client p95 of every later window is within the SLO (None: never)."""
     errors: int
+    peak_offered_rate: float = 0.0
+    """The highest offered rate of a window, requests/s."""
+    peak_replicas: int = 0
+    """The most replicas the loop asked for."""
+    peak_batch_size: float | None = None
+    """The largest average batch size the operator observed."""
+    replicas_at_batch_1: int | None = None
+    """Replicas a replica-only plan would need for the peak if every request ran alone (batch 1), each at
+    100% of its batch-1 throughput: what the batching bought. None without a profile to say it."""
 
 
 def _mean(values: list[float | None]) -> float | None:
@@ -83,7 +104,8 @@ def _mean(values: list[float | None]) -> float | None:
     return sum(present) / len(present) if present else None
 
 
-def summarize(rows: list[Row], slo_ms: float, step_at_s: float) -> Summary:
+def summarize(rows: list[Row], slo_ms: float, step_at_s: float, batch1_ms: float | None = None) -> Summary:
+    """batch1_ms: the model's compute time at batch 1 (its profile), for replicas_at_batch_1."""
     before = [r for r in rows if step_at_s - 20 <= r.t_s <= step_at_s]
     after = [r for r in rows if r.t_s >= rows[-1].t_s - 30] if rows else []
     recovered: float | None = None
@@ -95,8 +117,16 @@ def summarize(rows: list[Row], slo_ms: float, step_at_s: float) -> Summary:
         slo_ms=slo_ms, step_at_s=step_at_s,
         replicas_before=before[-1].replicas if before else 0, replicas_after=rows[-1].replicas if rows else 0,
         p95_before_ms=_mean([r.p95_ms for r in before]), p95_after_ms=_mean([r.p95_ms for r in after]),
-        recovered_after_s=recovered, errors=sum(r.errors for r in rows),
+        recovered_after_s=recovered, errors=sum(r.errors for r in rows), **_batching(rows, batch1_ms),
     )
+
+
+def _batching(rows: list[Row], batch1_ms: float | None) -> dict[str, Any]:
+    peak = max((r.offered_rate for r in rows), default=0.0)
+    batches = [r.avg_batch_size for r in rows if r.avg_batch_size is not None]
+    at_batch_1 = math.ceil(peak * batch1_ms / 1000.0) if batch1_ms and peak else None
+    return {"peak_offered_rate": peak, "peak_replicas": max((r.replicas for r in rows), default=0),
+            "peak_batch_size": max(batches) if batches else None, "replicas_at_batch_1": at_batch_1}
 
 
 def plot(rows: list[Row], slo_ms: float, path: Path, title: str = "Batchpilot: load step on the sandbox") -> None:
@@ -106,7 +136,7 @@ def plot(rows: list[Row], slo_ms: float, path: Path, title: str = "Batchpilot: l
     import matplotlib.pyplot as plt
 
     t = [r.t_s for r in rows]
-    fig, (top, mid, low) = plt.subplots(3, 1, sharex=True, figsize=(9, 7))
+    fig, (top, mid, low, batching) = plt.subplots(4, 1, sharex=True, figsize=(9, 9))
     top.plot(t, [r.offered_rate for r in rows], label="offered")
     top.plot(t, [r.achieved_rate for r in rows], label="answered")
     top.set_ylabel("requests/s")
@@ -120,8 +150,17 @@ def plot(rows: list[Row], slo_ms: float, path: Path, title: str = "Batchpilot: l
     low.step(t, [r.replicas for r in rows], where="post", label="desired")
     low.step(t, [r.ready_replicas for r in rows], where="post", label="ready")
     low.set_ylabel("replicas")
-    low.set_xlabel("seconds since load start")
     low.legend(loc="upper left")
+    batching.plot(t, [r.avg_batch_size for r in rows], label="average batch size")
+    batching.step(t, [r.instance_count for r in rows], where="post", label="instances per pod")
+    batching.set_ylabel("batch, instances")
+    batching.set_xlabel("seconds since load start")
+    batching.legend(loc="upper left")
+    delay = batching.twinx()
+    delay.step(t, [None if r.queue_delay_us is None else r.queue_delay_us / 1000 for r in rows], where="post",
+               color="gray", linestyle=":", label="queue delay")
+    delay.set_ylabel("queue delay, ms")
+    delay.legend(loc="upper right")
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -206,7 +245,7 @@ def run(args: argparse.Namespace) -> int:
     if not rows:
         echo("[demo] interrupted before the first window")
         return 1
-    summary = summarize(rows, sample.latency_ms, step_at)
+    summary = summarize(rows, sample.latency_ms, step_at, sample.profile()["points"][0]["latencyMs"])
     write(out, rows, summary)
     print_summary(summary, out)
     return 0
@@ -229,4 +268,8 @@ def print_summary(s: Summary, out: Path) -> None:
     print(f"\nsummary: replicas {s.replicas_before} -> {s.replicas_after}; p95 before the step "
           f"{ms(s.p95_before_ms)}, at the end {ms(s.p95_after_ms)} (SLO {s.slo_ms:g} ms); back under the SLO "
           f"{recovered}; {s.errors} failed requests")
+    if s.replicas_at_batch_1 is not None and s.peak_batch_size is not None:
+        print(f"batching: average batch up to {s.peak_batch_size:.1f}; the peak of {s.peak_offered_rate:.0f} req/s ran "
+              f"on {s.peak_replicas} replica(s), where a replica-only plan at batch 1 would need at least "
+              f"{s.replicas_at_batch_1}")
     print(f"wrote {out / 'summary.json'}, {out / 'timeline.csv'}, {out / 'timeline.png'}")

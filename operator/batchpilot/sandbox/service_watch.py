@@ -26,6 +26,12 @@ class ServiceSample:
     """status.lastDecision.reason, '' before the first action."""
     metrics_available: str
     """Status of the MetricsAvailable condition: True, False, Unknown, or '' before the first tick."""
+    avg_batch_size: float | None = None
+    """status.observed.avgBatchSize: inferences per model execution."""
+    queue_delay_us: int | None = None
+    """status.batching.maxQueueDelayMicroseconds: the queue delay the pods run (auto mode)."""
+    instance_count: int | None = None
+    """status.batching.instanceCount: model instances per pod (auto mode)."""
 
 
 class ServiceWatch:
@@ -58,6 +64,9 @@ class ServiceWatch:
             reason=(status.get("lastDecision") or {}).get("reason", ""),
             metrics_available=next((c["status"] for c in status.get("conditions") or []
                                     if c.get("type") == "MetricsAvailable"), ""),
+            avg_batch_size=(status.get("observed") or {}).get("avgBatchSize"),
+            queue_delay_us=(status.get("batching") or {}).get("maxQueueDelayMicroseconds"),
+            instance_count=(status.get("batching") or {}).get("instanceCount"),
         )
 
     def latest(self) -> ServiceSample | None:
