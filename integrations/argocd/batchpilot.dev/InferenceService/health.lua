@@ -42,11 +42,18 @@ if status == nil or status.conditions == nil then
   return hs
 end
 
-local stalled = condition(status.conditions, "Stalled")
-if stalled ~= nil and stalled.status == "True" then
-  hs.status = "Degraded"
-  hs.message = (stalled.reason or "Stalled") .. ": " .. (stalled.message or "")
-  return hs
+-- The health `verdict` when condition `kind` is True, with its reason and message; nil otherwise.
+local function when_true(kind, verdict)
+  local c = condition(status.conditions, kind)
+  if c == nil or c.status ~= "True" then
+    return nil
+  end
+  return {status = verdict, message = (c.reason or kind) .. ": " .. (c.message or "")}
+end
+
+local stalled = when_true("Stalled", "Degraded")
+if stalled ~= nil then
+  return stalled
 end
 
 local generation = obj.metadata.generation
@@ -56,11 +63,9 @@ if generation ~= nil and (status.observedGeneration == nil or status.observedGen
   return hs
 end
 
-local reconciling = condition(status.conditions, "Reconciling")
-if reconciling ~= nil and reconciling.status == "True" then
-  hs.status = "Progressing"
-  hs.message = (reconciling.reason or "Reconciling") .. ": " .. (reconciling.message or "")
-  return hs
+local reconciling = when_true("Reconciling", "Progressing")
+if reconciling ~= nil then
+  return reconciling
 end
 
 local ready = condition(status.conditions, "Ready")
