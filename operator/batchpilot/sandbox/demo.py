@@ -159,6 +159,8 @@ def plot(rows: list[Row], slo_ms: float, path: Path, title: str = "Batchpilot: l
     delay = batching.twinx()
     delay.step(t, [None if r.queue_delay_us is None else r.queue_delay_us / 1000 for r in rows], where="post",
                color="gray", linestyle=":", label="queue delay")
+    delays = [r.queue_delay_us / 1000 for r in rows if r.queue_delay_us is not None]
+    delay.set_ylim(0, max([1.0, *delays]) * 1.1)
     delay.set_ylabel("queue delay, ms")
     delay.legend(loc="upper right")
     fig.suptitle(title)
