@@ -1,9 +1,11 @@
 """Reconcile at scale: N InferenceServices across K namespaces on a real control plane, then a spec edit on all.
 
 Reports reconcile throughput, per-service reconcile time (p50/p95), the operator's memory with no services and
-with N, and a correctness verdict per service; exits 1 when any service is not reconciled correctly.
+with N, the control loop at rest (tick lateness, starved services, kube-apiserver requests/s: bench/steady.py),
+and a correctness verdict per service; exits 1 when any service is not reconciled correctly.
 
-    python -m bench.reconcile_scale --services 100 --namespaces 5 --out out/bench
+    python -m bench.reconcile_scale --out out/bench                      # 1,000 services in 20 namespaces
+    python -m bench.reconcile_scale --services 100 --namespaces 5 --out /tmp/rs
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from batchpilot.sandbox.kubectl import install_crd, kubectl
 from bench.fleet import CREATE, Expectation, Fleet, edit_of
 from bench.operator_process import Footprint, OperatorProcess
 from bench.report import markdown
+from bench.steady import api_rate, hold
 from bench.tracker import Tracker
 
 Say = Callable[[str], None]
@@ -145,6 +148,7 @@ def measure(args: argparse.Namespace, workdir: Path, say: Say) -> dict[str, Any]
             with OperatorProcess(cp, log, args.control_interval) as op, Tracker(cp.kubeconfig, fleet) as tracker:
                 time.sleep(3)  # let kopf finish its initial listing
                 idle_empty = op.footprint()
+                idle_rate = api_rate(cp.kubeconfig, 10.0)
                 say(f"operator idle with no services: RSS {idle_empty.rss_kib / 1024:.1f} MiB")
                 create = run_phase("create", "new InferenceServices", CREATE, fleet, cp, op, tracker,
                                    args.timeout, say)
@@ -152,6 +156,8 @@ def measure(args: argparse.Namespace, workdir: Path, say: Say) -> dict[str, Any]
                 idle_full = op.footprint()
                 ticked = tracker.metrics_unavailable()
                 say(f"operator idle with {fleet.services} services: RSS {idle_full.rss_kib / 1024:.1f} MiB")
+                steady = hold(tracker.tick_times, cp.kubeconfig, fleet.services, args.control_interval,
+                              args.hold, idle_rate, lambda: op.footprint().cpu_s, say)
                 edit = edit_of(CREATE, tracker.templates())
                 change = (f"slo.latencyMs {CREATE.latency_ms:g} -> {edit.latency_ms:g}, batching."
                           f"maxQueueDelayMicroseconds {CREATE.queue_delay_us} -> {edit.queue_delay_us}")
@@ -167,7 +173,7 @@ def measure(args: argparse.Namespace, workdir: Path, say: Say) -> dict[str, Any]
         "cpus": os.cpu_count(), "load_average_at_start": round(load, 2),
         "phases": [asdict(create), asdict(edited)],
         "memory": _memory(idle_empty, idle_full, final, fleet.services),
-        "control_loop_ran_on": ticked, "handler_runs": runs, "settled_s": settled_s, "settled_cores": busy,
+        "control_loop_ran_on": ticked, "steady": asdict(steady), "handler_runs": runs, "settled_s": settled_s, "settled_cores": busy,
         "failures": create.failures + edited.failures,
         "operator_log_errors": errors[:20], "operator_log_error_count": len(errors), "watch_restarts": restarts,
         "total_wall_s": round(time.monotonic() - started, 1),
@@ -187,12 +193,14 @@ def _memory(empty: Footprint, full: Footprint, final: Footprint, services: int) 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.reconcile_scale", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--services", type=int, default=100, help="InferenceServices to create (default 100)")
-    p.add_argument("--namespaces", type=int, default=5, help="namespaces they are spread over (default 5)")
+    p.add_argument("--services", type=int, default=1000, help="InferenceServices to create (default 1000)")
+    p.add_argument("--namespaces", type=int, default=20, help="namespaces they are spread over (default 20)")
     p.add_argument("--out", type=Path, default=Path("out/bench"), help="where the report goes (default out/bench)")
     p.add_argument("--control-interval", type=float, default=15.0,
                    help="the operator's BATCHPILOT_CONTROL_INTERVAL_SECONDS (default 15, as in a cluster)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds each phase may take (default 300)")
+    p.add_argument("--hold", type=float, default=60.0,
+                   help="seconds the steady state is watched for tick lateness and API load (default 60)")
     return p
 
 

@@ -52,6 +52,7 @@ def markdown(result: dict[str, Any]) -> str:
         "memory was read (the loop ran on them and found no Prometheus, as set up). Operator handler "
         "runs over the whole run: " + ", ".join(f"{k} {v}" for k, v in result["handler_runs"].items()) + ".",
         "",
+        *_steady(result),
         f"**Failures: {result['failures']}** (services not reconciled correctly at the end of a phase). "
         f"Operator log: {result['operator_log_error_count']} ERROR lines.",
     ]
@@ -61,3 +62,19 @@ def markdown(result: dict[str, Any]) -> str:
     if result["operator_log_errors"]:
         lines += ["", "First operator log errors:", "", "```", *result["operator_log_errors"][:10], "```"]
     return "\n".join(lines) + "\n"
+
+
+def _steady(result: dict[str, Any]) -> list[str]:
+    s = result.get("steady")
+    if not s:
+        return []
+    return [
+        "",
+        f"Steady state, {s['hold_s']:.0f} s with {s['services']} services (control interval "
+        f"{result['control_interval_s']:g} s): {s['ticks']} ticks seen of {s['expected_ticks']:.0f} a loop holding "
+        f"its period would do, {s['starved']} service(s) without a tick; lateness of a tick (gap between a "
+        f"service's ticks less the interval) p50 {_s(s['lateness_p50_s'])} s, p95 {_s(s['lateness_p95_s'])} s, max "
+        f"{_s(s['lateness_max_s'])} s; kube-apiserver {s['api_requests_per_s']:.1f} requests/s (watches left out; "
+        f"{s['api_requests_per_s_idle']:.1f}/s with no service); operator {s['operator_cores']:.2f} cores.",
+        "",
+    ]

@@ -88,6 +88,9 @@ class Tracker:
         self.expect = CREATE
         self.seen: dict[Key, float] = {}
         self.done: dict[Key, float] = {}
+        self.ticks: dict[Key, list[float]] = {}
+        """When (monotonic, at the watch event) each service's status.observed.at changed: its control ticks."""
+        self._observed: dict[Key, str] = {}
         self._keys = set(fleet.keys())
         self._lock = threading.Lock()
         api = config.new_client_from_config(config_file=str(kubeconfig))
@@ -156,7 +159,16 @@ class Tracker:
         key = (meta["namespace"], name or "")
         if key in self._keys:
             with self._lock:
-                self._evaluate(key, time.monotonic())
+                now = time.monotonic()
+                self._evaluate(key, now)
+                at = ((obj.get("status") or {}).get("observed") or {}).get("at") if kind == "InferenceService" else None
+                if at is not None and at != self._observed.get(key):
+                    self._observed[key] = at
+                    self.ticks.setdefault(key, []).append(now)
+
+    def tick_times(self) -> dict[Key, list[float]]:
+        with self._lock:
+            return {key: list(stamps) for key, stamps in self.ticks.items()}
 
     def _evaluate(self, key: Key, now: float) -> None:
         isvc = self.isvcs.objects.get(key)
