@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from batchpilot.api.spec import InferenceServiceSpec
 from batchpilot.control.batch_stats import BatchSizeCompute as B
 from batchpilot.control.capacity import Candidate, CapacityModel
+from batchpilot.control.limits import RETUNE_INTERVAL_S
 from batchpilot.control.planner import PROBE_S, decide, instance_choices
 from batchpilot.control.types import History, Observation
 
@@ -132,8 +133,13 @@ def test_a_probe_that_measured_nothing_ends_after_its_limit_and_is_not_repeated(
 def test_retunes_are_paced_but_the_first_is_not() -> None:
     first = decide(spec(), obs(), History(), NOW)
     assert first.instance_count == 2 and first.history.last_retune_at == NOW
-    unknown = decide(spec(), replace(obs(), queue_delay_us=None), History(last_retune_at=NOW), NOW + 1)
-    assert unknown.queue_delay_us is not None  # the pods' batching unknown: the pass only reloads pods that differ
+    # The pods' batching unknown (no pass has succeeded yet, e.g. the last one failed and rolled back): still one
+    # pass per RETUNE_INTERVAL_S, since a failing pass reloads the pods before the one that refuses, twice.
+    unknown = replace(obs(), queue_delay_us=None)
+    held = decide(spec(), unknown, History(last_retune_at=NOW), NOW + 1)
+    assert held.queue_delay_us is None and "held" in held.message
+    later = decide(spec(), unknown, History(last_retune_at=NOW), NOW + RETUNE_INTERVAL_S)
+    assert later.queue_delay_us is not None and later.history.last_retune_at == NOW + RETUNE_INTERVAL_S
 
 
 def test_fixed_mode_leaves_instances_alone() -> None:

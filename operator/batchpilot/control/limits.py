@@ -82,11 +82,15 @@ def _decided(proposal: Proposal, replicas: int, reason: DecisionReason, message:
 
 
 def paced(obs: Observation, decision: Decision, now: float) -> Decision:
-    """The decision with a change of the pods' batching held back until RETUNE_INTERVAL_S after the last one."""
-    if decision.queue_delay_us is None or obs.queue_delay_us is None:
-        return decision  # batching left alone, or the pods' is unknown: the pass only reloads pods that differ
+    """The decision with a pass over the pods' batching held back until RETUNE_INTERVAL_S after the last one.
+
+    Also while the pods' batching is unknown (no pass has succeeded yet): a pass that fails, say because one pod's
+    Triton refuses the reload, has already reloaded the pods before it and loads them back; retried every tick,
+    that stalled the healthy pods' requests each time (tests/e2e/test_faults.py)."""
+    if decision.queue_delay_us is None:
+        return decision  # batching left alone
     wanted = (decision.queue_delay_us, decision.instance_count or obs.instance_count)
-    if wanted == (obs.queue_delay_us, obs.instance_count):
+    if obs.queue_delay_us is not None and wanted == (obs.queue_delay_us, obs.instance_count):
         return decision
     last = decision.history.last_retune_at
     if last is not None and now - last < RETUNE_INTERVAL_S:
