@@ -11,8 +11,9 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 SIM_ARGS ?=
 FLEET_ARGS ?=
+COMPARE_ARGS ?=
 
-.PHONY: help deps k8s-bins prometheus keda tools crds crds-check lint test test-unit test-integration demo bench bench-sim bench-fleet sandbox-up sandbox-down clean
+.PHONY: help deps k8s-bins prometheus keda tools crds crds-check lint test test-unit test-integration demo bench bench-sim bench-fleet bench-faults compare sandbox-up sandbox-down clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -56,7 +57,7 @@ test: deps tools lint crds-check ## everything CI runs: lint, type check, CRD ch
 demo: deps tools ## run the sandbox, a sample InferenceService and a load step; writes out/demo/
 	$(BIN)/batchpilot demo
 
-bench: deps tools bench-sim bench-fleet ## reconcile 100 InferenceServices (throughput, p50/p95, memory), decide() cost, the simulator comparison, its fleet-scale runs and its check against the sandbox; writes out/bench/
+bench: deps tools bench-sim bench-fleet compare bench-faults ## reconcile 1,000 InferenceServices (throughput, p50/p95, memory, the loop's period held), decide() cost, the simulator comparison, its fleet-scale runs, its check against the sandbox, the real KEDA/HPA comparison and the longer faults under load; writes out/bench/
 	$(BIN)/python -m bench.reconcile_scale --out out/bench $(BENCH_ARGS)
 	$(BIN)/python -m bench.decide_cost --out out/bench
 	$(BIN)/python -m bench.sim_validate --out out/bench/validate
@@ -64,6 +65,12 @@ bench: deps tools bench-sim bench-fleet ## reconcile 100 InferenceServices (thro
 bench-sim: deps ## the simulator comparison alone (every trace, both profiles, 5 seeds, peers swept), served however late and with late requests rejected; writes out/bench/sim/ and out/bench/sim-reject-late/
 	$(BIN)/python -m bench.sim_compare --out out/bench/sim $(SIM_ARGS)
 	$(BIN)/python -m bench.sim_compare --reject-late --out out/bench/sim-reject-late $(SIM_ARGS)
+
+compare: deps tools ## Batchpilot vs the real KEDA and HPA in the sandbox (3 load shapes x 5 configs, ~60 min; COMPARE_ARGS=--quick ~15 min) and the simulator on the same arrivals; writes out/bench/compare/
+	$(BIN)/python -m bench.compare_real --out out/bench/compare $(COMPARE_ARGS)
+
+bench-faults: deps tools ## the longer faults under load in the sandbox (operator SIGKILLed mid-retune, Prometheus restarted with its data lost; ~5 min); writes out/bench/faults/
+	$(BIN)/python -m bench.faults --out out/bench/faults
 
 bench-fleet: deps ## the simulator at fleet scale: one service up to 1,000 replicas, 200 services on one GPU pool; writes out/bench/fleet/
 	$(BIN)/python -m bench.sim_fleet --out out/bench/fleet $(FLEET_ARGS)

@@ -70,11 +70,16 @@ def verdict(table: list[Row]) -> Row:
     return out
 
 
+TITLE = "Simulator benchmark: Batchpilot and the autoscalers people run"
+
+
 def write_report(out: Path, results: Sequence[RunResult], swept: Sequence[RunResult], meta: dict[str, Any],
-                 summarize: Callable[..., Any]) -> None:
+                 summarize: Callable[..., Any], title: str = TITLE, intro: str | None = None) -> None:
+    """report.md and the plots; `title` and `intro` (the line on runs and wall time) let bench/compare_report.py
+    write the sandbox comparison in the same format."""
     grouped = group(results)
-    lines = ["# Simulator benchmark: Batchpilot and the autoscalers people run", "",
-             f"{len(results)} runs plus {len(swept)} sweep runs, {meta['wall_s']:.0f} s wall, "
+    lines = [f"# {title}", "",
+             intro or f"{len(results)} runs plus {len(swept)} sweep runs, {meta['wall_s']:.0f} s wall, "
              f"{meta['simulated_hours_per_wall_s']:.2f} simulated hours per wall second per process. "
              f"Arguments: `{meta['args']}`.", "",
              "Attainment: share of requests answered within the SLO (timeouts and drops are misses); window: share "

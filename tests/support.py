@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
+import re
 import subprocess
 import threading
 import time
@@ -18,6 +20,7 @@ from typing import Any, TypeVar
 from batchpilot.sandbox import kubectl as sandbox_kubectl
 from batchpilot.sandbox.demo import Row, load_step
 from batchpilot.sandbox.gpu_emulator import model_files
+from batchpilot.sandbox.namespaces import release_namespace
 from batchpilot.sandbox.process import spawn, stop_process, tail
 from batchpilot.sandbox.sample import SampleService
 from batchpilot.sandbox.service_watch import ServiceSample, ServiceWatch
@@ -73,19 +76,6 @@ def infer(address: str, model: str) -> list[float]:
     with urllib.request.urlopen(request, timeout=10) as resp:
         data: list[float] = json.loads(resp.read())["outputs"][0]["data"]
         return data
-
-
-def release_namespace(sandbox: Sandbox, namespace: str, timeout_s: float = 180) -> None:
-    """Delete a test's namespace and return once its pods are gone (their GPUs free again), without waiting for
-    the namespace itself: with Triton pods in it, `kubectl delete namespace --wait` took ~36 s per test in make
-    test, though the pods go in seconds (preStop, then SIGTERM); the namespace controller comes back to it later
-    (apparently after about the pods' 40 s grace period). A namespace name is not reused within a session."""
-    sandbox.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not sandbox.kubectl("get", "pods", "-n", namespace, "-o", "name", check=False).strip():
-            return
-        time.sleep(0.5)
 
 
 class SampleRun:
@@ -217,3 +207,134 @@ def emulator_triton(root: Path, address: str, config_pbtxt: str, time_scale: flo
         yield url
     finally:
         stop_process(proc, grace_s=10)
+
+
+# -- fault tests (tests/e2e/test_faults.py): what the operator recorded, read back from the API server
+
+def isvc_status(sandbox: Sandbox, namespace: str, name: str) -> dict[str, Any]:
+    """The InferenceService's status as stored ({} before the first write)."""
+    out = sandbox.kubectl("get", "inferenceservice", "-n", namespace, name, "-o", "json")
+    status: dict[str, Any] = json.loads(out).get("status") or {}
+    return status
+
+
+def rfc3339_time(stamp: str) -> float:
+    """Unix time of a Kubernetes timestamp (whole seconds, or eventTime's microseconds)."""
+    return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def observed_at(status: dict[str, Any]) -> float:
+    """status.observed.at as Unix time: when the last tick that reached status ran (0 before the first)."""
+    at = (status.get("observed") or {}).get("at")
+    return rfc3339_time(at) if at else 0.0
+
+
+def isvc_events(sandbox: Sandbox, namespace: str, name: str) -> list[dict[str, Any]]:
+    """The service's Events, oldest first."""
+    items: list[dict[str, Any]] = json.loads(sandbox.kubectl(
+        "get", "events", "-n", namespace, "--field-selector",
+        f"involvedObject.kind=InferenceService,involvedObject.name={name}", "-o", "json"))["items"]
+    return sorted(items, key=lambda e: rfc3339_time(e.get("eventTime") or e.get("firstTimestamp")
+                                                    or e["metadata"]["creationTimestamp"]))
+
+
+SCALE_STEP = re.compile(r"(\d+) -> (\d+)")
+NOT_SCALE_REASONS = {"Reconciled", "Retuned"}
+"""Normal Events that are not a replica change (every other Normal Event is a scale action, handlers.control)."""
+
+
+def scale_steps(events: Sequence[dict[str, Any]]) -> list[tuple[int, int]]:
+    """(from, to) of each scale Event, oldest first (each Event counted as often as it was seen: count)."""
+    steps = []
+    for e in events:
+        if e["type"] != "Normal" or e["reason"] in NOT_SCALE_REASONS:
+            continue
+        pairs = SCALE_STEP.findall(e["message"])
+        assert pairs, f"a scale Event without its step: {e['reason']}: {e['message']}"
+        steps += [(int(pairs[-1][0]), int(pairs[-1][1]))] * int(e.get("count") or 1)
+    return steps
+
+
+def broken_chain(steps: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Steps that do not start where the one before ended: an action lost (a gap) or doubled (the same step
+    twice, as two deciders acting on the same state, or one process repeating an action it forgot it took)."""
+    return [b for a, b in zip(steps, steps[1:], strict=False) if a[1] != b[0]]
+
+
+class TickLog:
+    """Samples status.observed.at of some services twice a second on a thread: each distinct value is one tick
+    that reached status, so the gaps between them are the control loop's period as the API server saw it."""
+
+    def __init__(self, sandbox: Sandbox, services: Sequence[tuple[str, str]]) -> None:
+        self.sandbox, self.services = sandbox, list(services)
+        self.ticks: dict[tuple[str, str], list[float]] = {s: [] for s in self.services}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tick-log", daemon=True)
+
+    def __enter__(self) -> TickLog:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for namespace, name in self.services:
+                with contextlib.suppress(Exception):  # a missed read is a gap in sampling, not a crash
+                    at = observed_at(isvc_status(self.sandbox, namespace, name))
+                    seen = self.ticks[(namespace, name)]
+                    if at and (not seen or at != seen[-1]):
+                        seen.append(at)
+            self._stop.wait(0.5)
+
+    def gaps(self, namespace: str, name: str, since: float = 0.0) -> list[float]:
+        """Seconds between consecutive ticks of a service, from the first tick at or after since."""
+        ticks = [t for t in self.ticks[(namespace, name)] if t >= since]
+        return [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
+
+
+def ready_pods(sandbox: Sandbox, namespace: str, selector: str) -> list[dict[str, Any]]:
+    """The Ready pods matching selector, sorted by IP as the operator orders them (Kube.pod_placement)."""
+    pods = json.loads(sandbox.kubectl("get", "pods", "-n", namespace, "-l", selector, "-o", "json"))["items"]
+    ready = [p for p in pods if not p["metadata"].get("deletionTimestamp") and p["status"].get("podIP") and any(
+        c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions") or [])]
+    return sorted(ready, key=lambda p: str(p["status"]["podIP"]))
+
+
+def live_queue_delay(ip: str, model: str) -> int | None:
+    """The queue delay a pod's Triton runs the model with now (GET its config), None without dynamic batching."""
+    with urllib.request.urlopen(f"http://{ip}:8000/v2/models/{model}/config", timeout=10) as resp:
+        batching = json.loads(resp.read()).get("dynamic_batching")
+    return int(batching.get("max_queue_delay_microseconds", 0)) if batching else None
+
+
+def wait_ready_pods(sandbox: Sandbox, namespace: str, selector: str, count: int,
+                    timeout_s: float = 240) -> list[dict[str, Any]]:
+    """The Ready pods matching selector once there are count of them (sorted by IP, see ready_pods)."""
+    def check() -> list[dict[str, Any]] | None:
+        pods = ready_pods(sandbox, namespace, selector)
+        return pods if len(pods) == count else None
+
+    return wait_for(f"{count} Ready pod(s) {selector} in {namespace}", check, timeout_s)
+
+
+FAULT_RECOVERY_BOUND_S = 30.0
+"""After a fault ends, the loop ticks again within this: two periods of 5 s plus a watch reconnect, with room
+for a busy 2-core machine (kopf's own 60 s retry back-off for a failed handler would exceed it)."""
+LOAD_WINDOW_S = 5.0
+"""The load generator's report window (demo.load_step): offered requests = sum of offered rates x 5 s."""
+
+
+def fault_report(sandbox: Sandbox, load: BackgroundLoad, *extra: str) -> str:
+    """The load table, extra lines and the operator log's tail, for an assertion message."""
+    return "\n".join([*load.lines, *extra, "operator log:", tail(sandbox.logs / "operator.log", 25)])
+
+
+def fault_line(name: str, load: BackgroundLoad, **figures: object) -> str:
+    """One `FAULT name: failed F of ~N requests; figure value, ...` line: a row of the fault matrix."""
+    offered = round(sum(r.offered_rate for r in load.rows) * LOAD_WINDOW_S)
+    failed = sum(r.errors for r in load.rows)
+    return f"FAULT {name}: failed {failed} of ~{offered} requests; " + \
+        ", ".join(f"{k} {v}" for k, v in figures.items())

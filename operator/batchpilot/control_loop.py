@@ -8,7 +8,7 @@ from typing import Any
 from batchpilot.adapters.kube import Kube
 from batchpilot.adapters.prometheus import MetricsUnavailable, PrometheusReader
 from batchpilot.adapters.promql import ServiceQueries
-from batchpilot.adapters.triton import service_batch_stats
+from batchpilot.adapters.triton import STATS_TIMEOUT_S, service_batch_stats
 from batchpilot.api.spec import InferenceServiceSpec
 from batchpilot.build.batching import Tuning
 from batchpilot.build.children import config_map
@@ -63,7 +63,7 @@ def tick(
     except MetricsUnavailable as e:
         error = str(e)
     placement = kube.pod_placement(namespace, ChildNames(name).selector_string)
-    batch_compute, in_flight = _batch_compute(placement.ready_ips, spec.model.name, batch_stats, now)
+    batch_compute, in_flight, silent = _batch_compute(placement.ready_ips, spec.model.name, batch_stats, now)
     observation = Observation(at=now, replicas=deployment.replicas, ready_replicas=deployment.ready_replicas,
                               unschedulable=placement.unschedulable,
                               queue_delay_us=applied.queue_delay_us if applied else None,
@@ -83,8 +83,14 @@ def tick(
     result: Retune | None = None
     if decision.queue_delay_us is not None:
         tuning = Tuning(decision.queue_delay_us, decision.instance_count or spec.batching.instance_count)
-        result = retune(kube, namespace, ChildNames(name).selector_string, spec.model.name, tuning)
-        if result.changed or result.error is not None:
+        if silent:
+            # A pod that did not answer its statistics would fail the pass anyway, after the repository API's much
+            # longer timeout, every tick (a hung Triton held this service's loop ~60 s a tick): defer, change nothing.
+            result = Retune(tuning, len(placement.ready_ips), 0, f"pod(s) {', '.join(silent)} did not answer "
+                            f"their statistics within {STATS_TIMEOUT_S:g}s; pass deferred, no pod changed")
+        else:
+            result = retune(kube, namespace, ChildNames(name).selector_string, spec.model.name, tuning)
+        if result.changed or (result.error is not None and not silent):
             # Reloaded pods count from zero, perhaps past the last snapshot already: start them afresh.
             batch_stats.clear()
         if result.error is None and result.tuning != applied:
@@ -94,9 +100,9 @@ def tick(
 
 
 def _batch_compute(ready: list[str], model: str, kept: PodSnapshots,
-                   now: float) -> tuple[BatchCompute, float | None]:
+                   now: float) -> tuple[BatchCompute, float | None, list[str]]:
     """Compute time per batch size and mean executions in flight per pod since the last tick, over the ready
-    pods; `kept` moves on to now.
+    pods, and the ready pods that did not answer; `kept` moves on to now.
 
     A pod that did not answer keeps its last snapshot (it counts again next time); a pod gone is forgotten.
     """
@@ -106,4 +112,4 @@ def _batch_compute(ready: list[str], model: str, kept: PodSnapshots,
     latest = {pod: current.get(pod, kept.get(pod)) for pod in ready}
     kept.clear()
     kept.update({pod: timed for pod, timed in latest.items() if timed is not None})
-    return measured, in_flight
+    return measured, in_flight, [pod for pod in ready if pod not in current]

@@ -217,6 +217,30 @@ def test_a_retune_that_reloads_pods_starts_their_counts_afresh(triton: Path) -> 
     assert [(b, n) for b, _, n in again.observation.batch_compute] == [(4, 5)]
 
 
+def test_a_hung_pod_defers_the_retune_and_costs_one_statistics_timeout(triton: Path) -> None:
+    """A Ready pod that accepts and never answers: the pass is not started (it would fail on that pod after the
+    repository API's 60 s timeout, every tick), no pod is changed, the tick costs one statistics timeout, and the
+    pass runs once the pod is gone."""
+    loop = Loop(service(mode="auto", minQueueDelayMicroseconds=3000, maxQueueDelayMicroseconds=3000))
+    before = TritonAdmin(ADDRESS).config("emulator")["dynamic_batching"]["max_queue_delay_microseconds"]
+    assert int(before) != 3000
+    hanging = socket.create_server((HANGING, 8000), backlog=8)  # accepts connections, answers none
+    try:
+        loop.pods = [ADDRESS, HANGING]
+        start = time.monotonic()
+        deferred = loop.tick().retune
+        took = time.monotonic() - start
+    finally:
+        hanging.close()
+    assert deferred is not None and deferred.changed == 0 and deferred.error is not None
+    assert HANGING in deferred.error and "deferred" in deferred.error
+    assert TritonAdmin(ADDRESS).config("emulator")["dynamic_batching"]["max_queue_delay_microseconds"] == before
+    assert took < STATS_TIMEOUT_S + 1.5
+    loop.pods = [ADDRESS]
+    done = loop.tick().retune
+    assert done is not None and (done.changed, done.error) == (1, None)
+
+
 @pytest.mark.parametrize(("overlap", "low", "high"), [(0.0, 0.7, 1.0), (1.0, 0.0, 0.3)])
 def test_the_contention_of_two_instances_is_learned_from_their_statistics(triton: Path, overlap: float,
                                                                           low: float, high: float) -> None:

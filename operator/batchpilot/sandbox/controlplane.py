@@ -68,6 +68,7 @@ class ControlPlane:
         self.bins = bins
         self.detach = detach
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._argv: dict[str, list[str | Path]] = {}
         self.pki: certs.Pki | None = None
         self.server = ""
         self.kubeconfig = workdir / "kubeconfig"
@@ -141,7 +142,21 @@ class ControlPlane:
             raise
 
     def _spawn(self, name: str, argv: list[str | Path], logs: Path) -> None:
+        self._argv[name] = argv
         self.procs[name] = spawn(argv, logs / f"{name}.log", tie_to_parent=not self.detach)
+
+    def restart_apiserver(self, down_s: float = 0.0, timeout_s: float = 120.0) -> None:
+        """Stop kube-apiserver (SIGTERM, as a rolling control-plane upgrade does), keep it down for down_s, and
+        start it again with the same flags: same port, certificates and etcd, so clients reconnect to the address
+        they know. Returns once it is ready again (fault tests: watches and requests fail meanwhile)."""
+        proc = self.procs.pop("kube-apiserver", None)
+        if proc is None:
+            raise ControlPlaneError("kube-apiserver is not running in this process: nothing to restart")
+        stop_process(proc, grace_s=10)
+        time.sleep(down_s)
+        self._spawn("kube-apiserver", self._argv["kube-apiserver"], self.workdir / "logs")
+        self._wait_ready(timeout_s)
+        self._save_state()
 
     def _write_kubeconfig(self, pki: certs.Pki) -> None:
         config = {

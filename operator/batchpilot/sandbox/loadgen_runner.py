@@ -27,6 +27,8 @@ from batchpilot.sandbox.loadgen_stats import (
 
 log = logging.getLogger(__name__)
 Targets = Callable[[], Sequence[str]] | Sequence[str]
+OnRequest = Callable[[float, float | None], None]
+"""Called once per request as it ends: (scheduled send offset s, latency s; None when it failed)."""
 
 
 @dataclass(frozen=True)
@@ -96,8 +98,10 @@ class _Run:
         max_in_flight: int,
         interval_s: float,
         on_interval: Callable[[WindowReport], None] | None,
+        on_request: OnRequest | None = None,
     ) -> None:
         self.session, self.body, self.max_in_flight = session, body, max_in_flight
+        self.on_request = on_request
         self.path = f"/v2/models/{quote(model, safe='')}/infer"
         self.interval_s, self.on_interval = interval_s, on_interval
         self.loop = asyncio.get_running_loop()
@@ -115,28 +119,37 @@ class _Run:
     def now(self) -> float:
         return self.loop.time() - self.t0
 
-    def error(self, kind: str) -> None:
+    def error(self, kind: str, offset: float) -> None:
         self.win.errors[kind] += 1
         self.errors[kind] += 1
+        self.ended(offset, None)
 
-    def fire(self, lag_s: float) -> None:
-        """Send one request now, or count why it could not be sent."""
+    def ended(self, offset: float, latency: float | None) -> None:
+        """Hand one request's outcome to on_request (a failing callback never stops the run)."""
+        if self.on_request is not None:
+            try:
+                self.on_request(offset, latency)
+            except Exception:
+                log.exception("on_request callback failed; the run goes on")
+
+    def fire(self, offset: float, lag_s: float) -> None:
+        """Send the request due at offset now, or count why it could not be sent."""
         self.offered += 1
         self.win.offered += 1
         self.win.max_lag_s = max(self.win.max_lag_s, lag_s)
         self.max_lag_s = max(self.max_lag_s, lag_s)
         if len(self.tasks) >= self.max_in_flight:
-            self.error("dropped")
+            self.error("dropped", offset)
         elif not self.targets:
-            self.error("no_target")
+            self.error("no_target", offset)
         else:
             target = self.targets[self.rr % len(self.targets)]
             self.rr += 1
-            task = self.loop.create_task(self._one(target))
+            task = self.loop.create_task(self._one(target, offset))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
 
-    async def _one(self, target: str) -> None:
+    async def _one(self, target: str, offset: float) -> None:
         start = self.loop.time()
         try:
             async with self.session.post(
@@ -145,17 +158,18 @@ class _Run:
                 await resp.read()
                 status = resp.status
         except asyncio.CancelledError:
-            self.error("cancelled")
+            self.error("cancelled", offset)
             raise
         except Exception as e:  # noqa: BLE001 - every failure is counted by kind, none may escape
-            self.error(error_kind(e))
+            self.error(error_kind(e), offset)
             return
         if status == 200:
             latency = self.loop.time() - start
             self.win.latencies.append(latency)
             self.latencies.append(latency)
+            self.ended(offset, latency)
         else:
-            self.error(f"http_{status}")
+            self.error(f"http_{status}", offset)
 
     def close_window(self, end_s: float) -> None:
         w = self.win
@@ -200,7 +214,7 @@ class _Run:
                 burst += 1  # behind schedule: catch up, but let responses in now and then
                 if burst % 64 == 0:
                     await asyncio.sleep(0)
-            self.fire(max(0.0, self.now() - offset))
+            self.fire(offset, max(0.0, self.now() - offset))
         await asyncio.sleep(max(0.0, end_s - self.now()))
 
 
@@ -217,12 +231,14 @@ async def run_load(
     max_in_flight: int = 1000,
     infer_input: InferInput = InferInput(),
     refresh_s: float = 1.0,
+    on_request: OnRequest | None = None,
 ) -> LoadReport:
     """Offer Poisson load following phases [(duration_s, rate_per_s), ...] and report what came back.
 
     targets: "ip:port" strings, or a callable giving them (refreshed every refresh_s, in a thread).
     Ends when the schedule ends or `stop` is set; open requests then get up to timeout_s + 1 (1 s after
     `stop`) before they are cancelled. The last window and the total end when sending ends.
+    on_request(offset, latency) sees every request's outcome (request-level SLO attainment needs them all).
     """
     validate_phases(phases)
     if interval_s <= 0 or timeout_s <= 0 or max_in_flight < 1 or refresh_s <= 0:
@@ -234,7 +250,7 @@ async def run_load(
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         body = infer_input.body(random.Random(seed + 1))  # own RNG: arrival times do not depend on the input
-        run = _Run(session, model, body, max_in_flight, interval_s, on_interval)
+        run = _Run(session, model, body, max_in_flight, interval_s, on_interval, on_request)
         helpers: list[asyncio.Task[None]] = []
         if callable(targets):
             try:  # the first list before the first request

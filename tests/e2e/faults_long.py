@@ -1,0 +1,177 @@
+"""Fault matrix under load, the longer faults (issue 14, item 4): run by `make bench-faults` (bench/faults.py), not
+by `make test`, whose share of the fault matrix is tests/e2e/test_faults.py (this file's name does not match
+pytest's test_*.py, so the suite leaves it out; pytest collects it when given its path).
+
+Faults: the operator SIGKILLed in the middle of a retune pass; Prometheus restarted with its data lost. Each
+prints its figures (the `FAULT` line) for the note's table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import threading
+import time
+
+from batchpilot.adapters.triton import TritonAdmin
+from batchpilot.build.batching import Tuning, tuning_of, with_tuning
+from batchpilot.build.names import ChildNames
+from batchpilot.sandbox.sample import SampleService
+from batchpilot.sandbox.stack import Sandbox
+from support import (
+    FAULT_RECOVERY_BOUND_S,
+    BackgroundLoad,
+    broken_chain,
+    fault_line,
+    fault_report,
+    isvc_events,
+    isvc_status,
+    live_queue_delay,
+    observed_at,
+    release_namespace,
+    scale_steps,
+    wait_for,
+    wait_ready_pods,
+)
+
+
+def _revert(ips: list[str], model: str, delay_us: int) -> None:
+    """Load every pod's model with delay_us, side by side (as someone reverting the pods by hand would): the
+    operator's next tick finds them off its tuning and retunes them, one pod at a time."""
+    def one(ip: str) -> None:
+        triton = TritonAdmin(ip)
+        live = triton.config(model)
+        running = tuning_of(live)
+        assert running is not None, f"pod {ip} runs {model} without dynamic batching"
+        triton.load(model, with_tuning(live, Tuning(delay_us, running.instance_count)))
+
+    threads = [threading.Thread(target=one, args=(ip,)) for ip in ips]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+
+
+def test_an_operator_killed_mid_retune_leaves_no_pod_half_applied(sandbox: Sandbox) -> None:
+    """Two pods in auto batching mode under steady load: once the operator has tuned them, both are reloaded with
+    the old poor delay behind its back, so its next tick retunes them again, one pod at a time. The operator is
+    SIGKILLed between the two reloads (one pod on the new delay, one on the old) and started again: the new
+    process finishes the pass, so every pod reads back the same delay, the one status.batching records, and no
+    request fails meanwhile."""
+    poor = 300_000
+    sample = SampleService(name="halfway", namespace="e2e-fault-kill", model="resnet50", batching_mode="auto",
+                           max_queue_delay_us=poor, min_replicas=2, max_replicas=2)
+    selector = ChildNames(sample.name).selector_string
+    load = BackgroundLoad(sandbox, sample, "45s@30")
+    half: dict[str, int | None] = {}
+    try:
+        load.start()
+        ips = [p["status"]["podIP"] for p in wait_ready_pods(sandbox, sample.namespace, selector, 2, 120)]
+
+        def tuned() -> tuple[int] | None:  # a tuple: the delay the operator picks may well be 0
+            applied = (isvc_status(sandbox, sample.namespace, sample.name).get("batching") or {}).get(
+                "maxQueueDelayMicroseconds")
+            delays = {live_queue_delay(ip, sample.model) for ip in ips}
+            return (applied,) if applied is not None and applied != poor and delays == {applied} else None
+
+        (target,) = wait_for("both pods tuned by the operator", tuned, 90, lambda: fault_report(sandbox, load))
+        for _ in range(3):  # the kill must land inside a ~1-2 s reload: a pass seen finished is tried again
+            _revert(ips, sample.model, poor)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not half:
+                with contextlib.suppress(OSError):
+                    delays = {ip: live_queue_delay(ip, sample.model) for ip in ips}
+                    if set(delays.values()) == {target, poor}:
+                        half = delays
+                        break
+                    if set(delays.values()) == {target}:
+                        break  # the pass finished between two looks
+                time.sleep(0.05)
+            if half:
+                break
+        assert half, f"never saw the operator between two pods of a pass\n{fault_report(sandbox, load)}"
+        proc = sandbox.procs["operator"]
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        killed = time.time()
+        at_kill = {ip: live_queue_delay(ip, sample.model) for ip in ips}
+        sandbox.start_operator()  # on this thread: the sandbox ties a process to the thread that starts it
+
+        def repaired() -> float | None:
+            status = isvc_status(sandbox, sample.namespace, sample.name)
+            applied = (status.get("batching") or {}).get("maxQueueDelayMicroseconds")
+            delays = {live_queue_delay(ip, sample.model) for ip in ips}
+            return time.time() if observed_at(status) > killed and delays == {applied} else None
+
+        repaired_at = wait_for("every pod on the delay status records", repaired, 90,
+                               lambda: fault_report(sandbox, load))
+        load.join()
+        final = {ip: live_queue_delay(ip, sample.model) for ip in ips}
+        status = isvc_status(sandbox, sample.namespace, sample.name)
+    finally:
+        load.join()
+        release_namespace(sandbox, sample.namespace)
+    repair_s = repaired_at - killed
+    report = fault_report(sandbox, load, f"seen half-applied {half}; at the kill {at_kill}; repaired {repair_s:.1f}s "
+                          f"after the kill; final {final}; status.batching {status.get('batching')}")
+    print(report, fault_line("operator-killed-mid-retune", load, half_applied=half, repair_s=f"{repair_s:.1f}",
+                             final=final), sep="\n")
+
+    assert len(set(final.values())) == 1, report
+    assert set(final.values()) == {status["batching"]["maxQueueDelayMicroseconds"]}, report
+    assert repair_s <= FAULT_RECOVERY_BOUND_S + 15, report  # a process start (~5-10 s here) plus the bound
+    assert sum(r.errors for r in load.rows) == 0, report
+
+
+def test_prometheus_restart_with_data_loss(sandbox: Sandbox) -> None:
+    """Prometheus restarts with an empty TSDB (its data directory lost, as a pod without a volume would) while a
+    load step holds the service scaled up. Until two scrapes land, every rate() is empty: the operator must read
+    that as no data, not as no load (KEDA's ignoreNullValues default turns an empty result into 0), so it never
+    scales down under the unchanged load; MetricsAvailable comes back within FAULT_RECOVERY_BOUND_S and no request
+    fails."""
+    assert sandbox.prometheus is not None
+    prometheus = sandbox.prometheus
+    sample = SampleService(name="promrestart", namespace="e2e-fault-prom", model="resnet50")
+    load = BackgroundLoad(sandbox, sample, "10s@15,80s@120")
+    try:
+        watch = load.start()
+        first = wait_for("the scale-up for the step", lambda: next((s for s in watch.samples if s.replicas > 1),
+                                                                   None), 60, lambda: fault_report(sandbox, load))
+        time.sleep(10)
+        down_at = time.time()
+        prometheus.stop()
+        shutil.rmtree(prometheus.workdir / "data")
+        prometheus.start()
+        back_at = time.time()
+
+        def reads_metrics() -> float | None:
+            status = isvc_status(sandbox, sample.namespace, sample.name)
+            fresh = observed_at(status) >= int(back_at) + 1  # whole seconds: surely a tick after the restart
+            return time.time() if fresh and (status.get("observed") or {}).get("latencyMs") is not None else None
+
+        available_at = wait_for("a tick that reads metrics again", reads_metrics, 60,
+                                lambda: fault_report(sandbox, load))
+        load.join()
+        steps = scale_steps(isvc_events(sandbox, sample.namespace, sample.name))
+    finally:
+        if prometheus.proc is None:
+            prometheus.start()
+        load.join()
+        release_namespace(sandbox, sample.namespace)
+    before = max(s.replicas for s in watch.samples if s.at < down_at)
+    blind = [s.replicas for s in watch.samples if down_at <= s.at < available_at + 10]
+    recovery_s = available_at - back_at
+    no_data = [s.at for s in watch.samples if s.at >= down_at and s.observed_latency_ms is None]
+    report = fault_report(sandbox, load, f"first scale-up at {first.replicas}; {before} replica(s) before the restart, "
+                          f"{blind} until 10 s after metrics returned; metrics back {recovery_s:.1f}s after Prometheus "
+                          f"(down {back_at - down_at:.1f}s); {len(no_data)} sample(s) with no observed latency; "
+                          f"steps {steps}")
+    print(report, fault_line("prometheus-restart-data-loss", load, down_s=f"{back_at - down_at:.1f}",
+                             metrics_back_s=f"{recovery_s:.1f}", no_data_samples=len(no_data), steps=steps), sep="\n")
+
+    assert blind and min(blind) >= before, report  # an empty TSDB is no data, not no load
+    assert recovery_s <= FAULT_RECOVERY_BOUND_S, report
+    assert not broken_chain(steps), report
+    assert sum(r.errors for r in load.rows) == 0, report
