@@ -39,14 +39,18 @@ def test_no_scale_down_while_blind_and_recovery_when_metrics_return(sandbox: San
     print(report)
     watched = watch.samples
 
-    before = [s for s in watched if s.at < stopped]
     # The condition follows within one loop period (5 s) plus one failed query (a 5 s timeout at most).
-    blind = [s for s in watched if stopped + CONDITION_LAG_S <= s.at < restarted]
+    went_blind = next((s for s in watched if s.at >= stopped and s.metrics_available == "False"), None)
+    assert went_blind is not None and went_blind.at <= stopped + CONDITION_LAG_S, report
+    blind = [s for s in watched if went_blind.at <= s.at < restarted]
     after = [s for s in watched if s.at >= restarted]
-    scaled_to = before[-1].replicas
+    # From the moment it knows it is blind. A scale-down in the seconds before, decided on the last metrics read
+    # before the stop, is the loop's ordinary work (a CI run once saw 3 -> 2 due at the very second of the stop).
+    scaled_to = went_blind.replicas
     assert scaled_to >= 2, f"the load did not scale the service up, so the outage proves nothing\n{report}"
     assert blind and all(s.replicas >= scaled_to for s in blind), report
-    assert all(s.metrics_available == "False" for s in blind), [s.metrics_available for s in blind]
+    assert all(s.metrics_available == "False" for s in blind if s.at >= stopped + CONDITION_LAG_S), \
+        [s.metrics_available for s in blind]
     assert any(s.metrics_available == "True" for s in after), report
     assert after[-1].replicas < scaled_to, f"no scale-down after metrics returned\n{report}"
     assert load.rows and sum(r.errors for r in load.rows) == 0, report

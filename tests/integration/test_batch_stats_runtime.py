@@ -7,6 +7,7 @@ takes their difference since the last tick, and feeds the very planner the opera
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import socket
 import time
@@ -23,8 +24,10 @@ from batchpilot.adapters.prometheus import ServiceMetrics
 from batchpilot.adapters.triton import STATS_TIMEOUT_S, TritonAdmin, batch_stats
 from batchpilot.api.spec import InferenceServiceSpec
 from batchpilot.build.batching import Tuning, with_tuning
+from batchpilot.build.status import applied_batching
 from batchpilot.control.batch_stats import MIN_EXECUTIONS
 from batchpilot.control.capacity import MIN_OVERLAP
+from batchpilot.control.limits import RETUNE_INTERVAL_S
 from batchpilot.control.types import History
 from batchpilot.control_loop import PodSnapshots, Tick, tick
 from batchpilot.sandbox.gpu_emulator import model_files
@@ -95,6 +98,7 @@ class Loop:
 
     def __init__(self, spec: InferenceServiceSpec) -> None:
         self.spec, self.history = spec, History()
+        self.owner: dict[str, Any] = copy.deepcopy(OWNER)
         self.snapshots: PodSnapshots = {}  # what the operator keeps in the service's kopf memo
         self.pods = [ADDRESS]
         self.applied: list[dict[str, Any]] = []
@@ -119,11 +123,15 @@ class Loop:
     def read(self, queries: object, percentile: int, stale_after_s: float) -> ServiceMetrics:
         return self.metrics
 
-    def tick(self) -> Tick:
-        result = tick(self, self, OperatorSettings(), OWNER, self.spec, self.history, time.time(),  # type: ignore[arg-type]
-                      self.snapshots)
+    def tick(self, after_s: float = 0.0) -> Tick:
+        """One tick now (or after_s later: the retune pacing counts from the decisions' clock)."""
+        result = tick(self, self, OperatorSettings(), self.owner, self.spec, self.history,  # type: ignore[arg-type]
+                      time.time() + after_s, self.snapshots)
         assert result is not None
         self.history = result.decision.history
+        if result.retune is not None and result.retune.error is None:
+            # What the handler writes after a pass that worked: the loop knows the pods' batching from then on.
+            self.owner["status"]["batching"] = applied_batching(result.retune.tuning, result.retune.pods)
         return result
 
 
@@ -237,7 +245,7 @@ def test_a_hung_pod_defers_the_retune_and_costs_one_statistics_timeout(triton: P
     assert TritonAdmin(ADDRESS).config("emulator")["dynamic_batching"]["max_queue_delay_microseconds"] == before
     assert took < STATS_TIMEOUT_S + 1.5
     loop.pods = [ADDRESS]
-    done = loop.tick().retune
+    done = loop.tick(after_s=RETUNE_INTERVAL_S).retune  # a deferred pass counts as one: the next is paced
     assert done is not None and (done.changed, done.error) == (1, None)
 
 

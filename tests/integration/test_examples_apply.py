@@ -46,8 +46,8 @@ def test_the_readme_kubectl_commands_work_on_the_minimal_example(api: Path) -> N
     assert kubectl_run(api, "apply", *ns, "-f", str(minimal)).returncode == 0
     try:
         header = kubectl_run(api, "get", "bpis", *ns).stdout.splitlines()[0].split()
-        assert header == ["NAME", "READY", "DESIRED", "REPLICAS-BY", "LATENCY-MS", "SLO-MS", "DELAY-US", "STATUS",
-                          "AGE"]
+        assert header == ["NAME", "READY", "DESIRED", "REPLICAS-BY", "LATENCY-MS", "SLO-MS", "DELAY-US", "BATCH",
+                          "STATUS", "AGE"]
         done = kubectl_run(api, "scale", *ns, f"bpis/{name}", "--replicas=3")
         assert done.returncode == 0, done.stderr
         spec = yaml.safe_load(kubectl_run(api, "get", "bpis", *ns, name, "-o", "yaml").stdout)["spec"]

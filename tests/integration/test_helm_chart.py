@@ -53,8 +53,8 @@ def test_lint_passes_and_the_schema_names_a_bad_value() -> None:
 
 def test_defaults_render_the_operator_with_its_settings() -> None:
     docs = render()
-    assert [d["kind"] for d in docs] == ["PodDisruptionBudget", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
-                                         "Role", "RoleBinding", "Service", "Deployment"]
+    assert [d["kind"] for d in docs] == ["PodDisruptionBudget", "ServiceAccount", "ConfigMap", "ClusterRole",
+                                         "ClusterRoleBinding", "Role", "RoleBinding", "Service", "Deployment"]
     deployment = docs[-1]
     assert deployment["spec"]["replicas"] == 2 and deployment["spec"]["strategy"]["type"] == "RollingUpdate"
     pod = deployment["spec"]["template"]["spec"]
@@ -66,7 +66,7 @@ def test_defaults_render_the_operator_with_its_settings() -> None:
     assert env["BATCHPILOT_CONTROL_INTERVAL_SECONDS"] == "15" and pod["serviceAccountName"] == ACCOUNT
     tuned = render("image.tag=0.2.0", "prometheusUrl=http://prom:9090", "verbose=true", "rbac.create=false",
                    "serviceAccount.create=false", "serviceAccount.name=ops")
-    assert [d["kind"] for d in tuned] == ["PodDisruptionBudget", "Service", "Deployment"]
+    assert [d["kind"] for d in tuned] == ["PodDisruptionBudget", "ConfigMap", "Service", "Deployment"]
     container = tuned[-1]["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "batchpilot/batchpilot:0.2.0" and container["args"] == ["operator", "--verbose"]
     assert {"name": "BATCHPILOT_PROMETHEUS_URL", "value": "http://prom:9090"} in container["env"]
@@ -89,8 +89,8 @@ def test_two_replicas_elect_a_leader_through_a_lease_with_a_disruption_budget() 
     assert pdb["metadata"]["namespace"] == RELEASE_NS
     # One replica without election: no Lease, no Role, no budget (minAvailable 1 of 1 would block every drain).
     single = render("replicas=1", "leaderElection.enabled=false")
-    assert [d["kind"] for d in single] == ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service",
-                                           "Deployment"]
+    assert [d["kind"] for d in single] == ["ServiceAccount", "ConfigMap", "ClusterRole", "ClusterRoleBinding",
+                                           "Service", "Deployment"]
     assert single[-1]["spec"]["replicas"] == 1 and single[-1]["spec"]["strategy"]["type"] == "Recreate"
     refused = helm("template", RELEASE, str(CHART), "--kube-version", KUBE_VERSION, "--set",
                    "leaderElection.enabled=false")

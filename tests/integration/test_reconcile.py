@@ -101,8 +101,8 @@ def test_status_and_conditions_carry_the_generation(service: Sandbox) -> None:
     ready = next(c for c in found if c["type"] == "Ready")
     assert ready["status"] == "False" and ready["message"]
     header = service.kubectl("get", "bpis", "-n", NAMESPACE).splitlines()[0].split()
-    assert header == ["NAME", "READY", "DESIRED", "REPLICAS-BY", "LATENCY-MS", "SLO-MS", "DELAY-US", "STATUS",
-                      "AGE"]
+    assert header == ["NAME", "READY", "DESIRED", "REPLICAS-BY", "LATENCY-MS", "SLO-MS", "DELAY-US", "BATCH",
+                      "STATUS", "AGE"]
 
 
 def test_drift_on_children_is_repaired(service: Sandbox) -> None:
