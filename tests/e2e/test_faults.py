@@ -39,6 +39,10 @@ from support import (
     wait_ready_pods,
 )
 
+HELD_MARGIN_S = STATS_TIMEOUT_S + 10.0
+"""A tick gap above the period that still counts as the period held: one statistics timeout plus room for a loaded
+machine; what the bound must rule out is a loop held by the repository API's 60 s timeout."""
+
 
 def test_api_server_restart_under_load(sandbox: Sandbox) -> None:
     """kube-apiserver goes away for a few seconds just as a load step begins (SIGTERM, same port and etcd when it
@@ -226,8 +230,8 @@ def test_a_hung_statistics_endpoint_costs_one_timeout_and_no_other_service_waits
                              busy_max_gap_s=max(busy_gaps, default=None)), sep="\n")
 
     # observed.at has whole seconds and is sampled twice a second: 2 s of slack on each gap.
-    assert len(hung_gaps) >= 4 and max(hung_gaps) <= interval + STATS_TIMEOUT_S + 2.0, report
-    assert len(busy_gaps) >= 4 and max(busy_gaps) <= interval + STATS_TIMEOUT_S + 2.0, report
+    assert len(hung_gaps) >= 4 and max(hung_gaps) <= interval + HELD_MARGIN_S, report
+    assert len(busy_gaps) >= 4 and max(busy_gaps) <= interval + HELD_MARGIN_S, report
     assert max(s.replicas for s in watch.samples) > 1, report  # busy's loop acted on its step
     assert sum(r.errors for r in load.rows) == 0, report
 
@@ -276,7 +280,7 @@ def test_status_lands_while_another_writer_patches_the_service(sandbox: Sandbox)
                              steps=steps), sep="\n")
 
     assert writes["ok"] >= 50, f"the other writer hardly wrote: the test proves nothing\n{report}"
-    assert len(gaps) >= 5 and max(gaps) <= interval + STATS_TIMEOUT_S + 2.0, report
+    assert len(gaps) >= 5 and max(gaps) <= interval + HELD_MARGIN_S, report
     assert steps and not broken_chain(steps), report
     assert watch.samples[-1].replicas == steps[-1][1], report  # the Deployment is where the last action left it
     assert status["lastDecision"]["replicas"]["to"] == steps[-1][1], report  # and status recorded that action

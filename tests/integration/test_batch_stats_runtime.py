@@ -46,6 +46,9 @@ dynamic_batching { max_queue_delay_microseconds: 5000 }
 instance_group [{ kind: KIND_CPU, count: 1 }]
 """
 CURVE = ProfileCurve.from_json(model_files()["profile.json"])
+HUNG_BOUND_S = STATS_TIMEOUT_S + 15.0
+"""A tick with a hanging pod costs one statistics timeout; the bound only has to tell that from the repository
+API's 60 s timeout, with room for a loaded machine (a correctness bound, not a speed target)."""
 OWNER = {"apiVersion": "batchpilot.dev/v1alpha1", "kind": "InferenceService",
          "metadata": {"namespace": "team-a", "name": "emulator", "uid": "0"}, "status": {}}
 
@@ -209,7 +212,7 @@ def test_a_reload_restarts_the_counts_and_silent_pods_are_skipped(triton: Path) 
         hanging.close()
     print(f"tick with a refusing and a hanging pod: {took:.2f}s")
     assert [(b, n) for b, _, n in seen] == [(2, 5)]
-    assert took < STATS_TIMEOUT_S + 1.5
+    assert took < HUNG_BOUND_S
 
 
 def test_a_retune_that_reloads_pods_starts_their_counts_afresh(triton: Path) -> None:
@@ -243,7 +246,7 @@ def test_a_hung_pod_defers_the_retune_and_costs_one_statistics_timeout(triton: P
     assert deferred is not None and deferred.changed == 0 and deferred.error is not None
     assert HANGING in deferred.error and "deferred" in deferred.error
     assert TritonAdmin(ADDRESS).config("emulator")["dynamic_batching"]["max_queue_delay_microseconds"] == before
-    assert took < STATS_TIMEOUT_S + 1.5
+    assert took < HUNG_BOUND_S
     loop.pods = [ADDRESS]
     done = loop.tick(after_s=RETUNE_INTERVAL_S).retune  # a deferred pass counts as one: the next is paced
     assert done is not None and (done.changed, done.error) == (1, None)
