@@ -25,7 +25,6 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from batchpilot.sandbox.demo import HEADER, Row, line, plot, row, wait_ready
 from batchpilot.sandbox.loadgen import PodTargets, WindowReport, run_load
 from batchpilot.sandbox.loadgen_stats import Phase, schedule_duration
 from batchpilot.sandbox.namespaces import release_namespace
+from batchpilot.sandbox.process import poll
 from batchpilot.sandbox.service_watch import ServiceWatch
 from batchpilot.sandbox.stack import Sandbox, SandboxConfig
 from bench.compare_configs import Config, configs, inference_service, scaled_object
@@ -94,26 +94,16 @@ def get_json(sandbox: Sandbox, *args: str) -> Any:
     return json.loads(out) if out.strip() else None
 
 
-def wait_until(what: str, check: Callable[[], Any], timeout_s: float) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(1.0)
-    raise TimeoutError(f"timed out after {timeout_s:.0f}s waiting for {what}")
-
-
 def start_peer(sandbox: Sandbox, config: Config) -> None:
     """The ScaledObject on the Deployment once the operator created it, then the HPA KEDA makes of it."""
     s = config.sample
     obj = scaled_object(config, sandbox.prometheus_url)
     if obj is None:
         return
-    wait_until(f"Deployment {s.namespace}/{s.name}", lambda: get_json(sandbox, "deployment", "-n", s.namespace,
+    poll(f"Deployment {s.namespace}/{s.name}", lambda: get_json(sandbox, "deployment", "-n", s.namespace,
                                                                      s.name), 90)
     apply(sandbox, [obj])
-    wait_until(f"KEDA's HPA keda-hpa-{s.name}", lambda: get_json(sandbox, "hpa", "-n", s.namespace,
+    poll(f"KEDA's HPA keda-hpa-{s.name}", lambda: get_json(sandbox, "hpa", "-n", s.namespace,
                                                                 f"keda-hpa-{s.name}"), HPA_WAIT_S)
 
 

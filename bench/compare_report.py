@@ -98,8 +98,10 @@ def gap_lines(gaps: Sequence[dict[str, Any]]) -> list[str]:
 INTRO = ("One sandbox (real kube-apiserver, kube-controller-manager's HPA, KEDA {keda}, Prometheus, Triton with "
          "the GPU emulator on 4 emulated GPUs), one run per configuration and shape, {n} runs, {wall:.0f} s wall. "
          "Batchpilot runs batching fixed at the peers' static setting, so only the replica plan differs; "
-         "batching-only is Batchpilot's batching (auto) under keda-rate's ScaledObject. GPU-h below is the "
-         "Deployment's desired replicas integrated over the load (one GPU each). Arguments: `{args}`.")
+         "batching-only is Batchpilot's batching (auto) under keda-rate's ScaledObject. Arguments: `{args}`.")
+GPU_HOURS_DESIRED = ("the Deployment's desired replicas integrated over the load, one GPU each (the sandbox bills no "
+                     "scheduling; the simulator's runs on the same arrivals, below, bill from scheduling)")
+"""What GPU-h counts in the sandbox runs."""
 
 
 def keda_version() -> str:
@@ -119,7 +121,8 @@ def write(out: Path, real: Sequence[RealRun], sims: Sequence[SimRun], failures: 
     intro = INTRO.format(keda=keda_version(), n=len(results), wall=wall_s, args=m["args"])
     if with_bp:  # the simulator report's tables are relative to Batchpilot
         write_report(out, [r for r in results if r.spec.trace in with_bp], [], m, summarize,
-                     title="Sandbox: Batchpilot against the real KEDA and HPA", intro=intro)
+                     title="Sandbox: Batchpilot against the real KEDA and HPA", intro=intro,
+                     gpu_hours=GPU_HOURS_DESIRED)
     head = (out / "report.md").read_text().rstrip("\n").split("\n") if with_bp else [
         "# Sandbox: Batchpilot against the real KEDA and HPA", "", intro]
     gaps = gap_rows(real, sims)

@@ -73,18 +73,23 @@ def verdict(table: list[Row]) -> Row:
 TITLE = "Simulator benchmark: Batchpilot and the autoscalers people run"
 
 
+GPU_HOURS_BILLED = "GPU time billed from scheduling (cold starts and draining included)"
+"""What GPU-h counts in the simulator: every pod holding a GPU, from its scheduling to its release."""
+
+
 def write_report(out: Path, results: Sequence[RunResult], swept: Sequence[RunResult], meta: dict[str, Any],
-                 summarize: Callable[..., Any], title: str = TITLE, intro: str | None = None) -> None:
-    """report.md and the plots; `title` and `intro` (the line on runs and wall time) let bench/compare_report.py
-    write the sandbox comparison in the same format."""
+                 summarize: Callable[..., Any], title: str = TITLE, intro: str | None = None,
+                 gpu_hours: str = GPU_HOURS_BILLED) -> None:
+    """report.md and the plots; `title`, `intro` (the line on runs and wall time) and `gpu_hours` (what GPU-h
+    counts) let bench/compare_report.py write the sandbox comparison in the same format."""
     grouped = group(results)
     lines = [f"# {title}", "",
              intro or f"{len(results)} runs plus {len(swept)} sweep runs, {meta['wall_s']:.0f} s wall, "
              f"{meta['simulated_hours_per_wall_s']:.2f} simulated hours per wall second per process. "
              f"Arguments: `{meta['args']}`.", "",
              "Attainment: share of requests answered within the SLO (timeouts and drops are misses); window: share "
-             "of 1-minute windows whose percentile latency meets the SLO; GPU-h: GPU time billed from scheduling "
-             "(cold starts and draining included). ± is the 95% interval over seeds. Ratios are Batchpilot's "
+             f"of 1-minute windows whose percentile latency meets the SLO; GPU-h: {gpu_hours}. "
+             "± is the 95% interval over seeds. Ratios are Batchpilot's "
              "GPU-hours over the other's (below 1: Batchpilot uses fewer). Best peer: fewest GPU-hours among peers "
              f"at >= {GOAL:.0%} attainment, else the peer with the highest attainment.", "",
              "Late requests: " + ("every policy's Triton rejects a request that can no longer meet the SLO "

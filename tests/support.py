@@ -9,7 +9,6 @@ import os
 import re
 import subprocess
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
@@ -21,7 +20,7 @@ from batchpilot.sandbox import kubectl as sandbox_kubectl
 from batchpilot.sandbox.demo import Row, load_step
 from batchpilot.sandbox.gpu_emulator import model_files
 from batchpilot.sandbox.namespaces import release_namespace
-from batchpilot.sandbox.process import spawn, stop_process, tail
+from batchpilot.sandbox.process import poll, spawn, stop_process, tail
 from batchpilot.sandbox.sample import SampleService
 from batchpilot.sandbox.service_watch import ServiceSample, ServiceWatch
 from batchpilot.sandbox.stack import Sandbox
@@ -31,14 +30,11 @@ T = TypeVar("T")
 
 
 def wait_for(what: str, check: Callable[[], T | None], timeout_s: float, detail: Callable[[], str] = str) -> T:
-    """Poll check until it returns a truthy value; fail naming what was awaited (plus detail())."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}\n{detail()}")
+    """Poll check until it returns a truthy value; fail the test naming what was awaited (plus detail())."""
+    try:
+        return poll(what, check, timeout_s, detail=detail)
+    except TimeoutError as e:
+        raise AssertionError(str(e)) from None
 
 
 def processes_with(*needles: str) -> list[int]:

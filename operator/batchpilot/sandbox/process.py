@@ -9,10 +9,26 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 _PR_SET_PDEATHSIG = 1
+
+
+def poll(what: str, check: Callable[[], T | None], timeout_s: float, interval_s: float = 0.5,
+         detail: Callable[[], str] = str) -> T:
+    """Call check every interval_s until it returns a truthy value and return that; TimeoutError naming what was
+    awaited (plus detail()) after timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(interval_s)
+    raise TimeoutError(f"timed out after {timeout_s:.0f}s waiting for {what}\n{detail()}".rstrip())
 
 
 def _die_with_parent() -> None:
