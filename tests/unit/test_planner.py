@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from batchpilot.api.spec import InferenceServiceSpec
 from batchpilot.control.batch_stats import BatchSizeCompute as B
 from batchpilot.control.capacity import Candidate, CapacityModel
-from batchpilot.control.planner import decide
+from batchpilot.control.planner import decide, projected
 from batchpilot.control.types import History, Observation
 
 NOW = 1_000_000.0
@@ -285,3 +285,35 @@ def test_batches_stop_growing_at_the_largest_preferred_size() -> None:
     assert capped.batch_size <= 4 < plain.batch_size
     assert capped.utilization == pytest.approx(400 / model.capacity_per_replica(4))
     assert capped.utilization > plain.utilization
+
+
+def rising(rate: float, before: float, pending: float, gap: float = 15.0, steady_since: float = NOW - 600,
+           window: float = 30.0) -> tuple[Observation, History]:
+    """A tick whose rate window reads `rate` after the previous tick (gap seconds ago) read `before`."""
+    seen = replace(obs(2, rate, p95=140, queue=20), pending=pending, window_s=window)
+    return seen, History(last_rate=(NOW - gap, before), steady_rate=before, steady_since=steady_since)
+
+
+@pytest.mark.parametrize(("rate", "before", "pending", "gap", "steady_since", "expected"), [
+    # a rise with the pods' queues growing: half a window ahead at the slope since the previous tick
+    (150.0, 100.0, 500.0, 15.0, NOW - 600, 200.0),
+    (150.0, 100.0, 500.0, 30.0, NOW - 600, 175.0),  # the slope over a longer gap is gentler
+    (150.0, 100.0, 8.0, 15.0, NOW - 600, 150.0),  # queues hold at most a batch per pod: a window still filling
+    (115.0, 100.0, 500.0, 15.0, NOW - 600, 115.0),  # within RISE_BAND: noise
+    (80.0, 100.0, 500.0, 15.0, NOW - 600, 80.0),  # falls are never projected
+    (150.0, 100.0, 500.0, 45.0, NOW - 600, 150.0),  # the previous rate is older than the window
+    (150.0, 100.0, 500.0, 15.0, NOW - 15.0, 150.0),  # the rise began last tick: the window has caught up since
+])
+def test_a_rise_is_projected_past_the_lag_of_the_rate_window(rate: float, before: float, pending: float, gap: float,
+                                                             steady_since: float, expected: float) -> None:
+    seen, history = rising(rate, before, pending, gap, steady_since)
+    assert projected(spec(), seen, history, NOW) == pytest.approx(expected)
+
+
+def test_a_projected_rise_plans_more_replicas_than_the_window_alone() -> None:
+    seen, history = rising(240.0, 150.0, 500.0)
+    plain = decide(spec(), seen, replace(history, last_rate=None), NOW)
+    ahead = decide(spec(), seen, history, NOW)
+    assert ahead.replicas > plain.replicas, (plain.message, ahead.message)
+    assert "rising: 330.0 req/s projected" in ahead.message
+    assert ahead.history.last_rate == (NOW, 240.0)

@@ -110,6 +110,8 @@ class History:
     """When the probe of one instance more began; None when none is running."""
     last_retune_at: float | None = None
     """When the loop last changed the pods' batching (each change reloads the model on every pod)."""
+    last_rate: tuple[float, float] | None = None
+    """(when, arrival rate) of the previous observation with a rate: the trend of the load between ticks."""
 
 
 @dataclass(frozen=True)
