@@ -292,7 +292,7 @@ class TickLog:
 
 
 def ready_pods(sandbox: Sandbox, namespace: str, selector: str) -> list[dict[str, Any]]:
-    """The Ready pods matching selector, sorted by IP as the operator orders them (Kube.pod_placement)."""
+    """The Ready pods matching selector, sorted by IP as the operator orders them (adapters/kube.py placement)."""
     pods = json.loads(sandbox.kubectl("get", "pods", "-n", namespace, "-l", selector, "-o", "json"))["items"]
     ready = [p for p in pods if not p["metadata"].get("deletionTimestamp") and p["status"].get("podIP") and any(
         c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions") or [])]

@@ -15,7 +15,7 @@ from kubernetes.client.exceptions import ApiException
 from batchpilot import metrics
 from batchpilot.adapters.kube import FIELD_MANAGER, Kube, load_kube_config
 from batchpilot.adapters.lease import LeaseClient
-from batchpilot.adapters.pods import service_pods
+from batchpilot.adapters.pods import pods_health
 from batchpilot.adapters.prometheus import PrometheusReader
 from batchpilot.api.parse import SpecError, parse_spec
 from batchpilot.api.spec import GROUP, KIND, PLURAL, VERSION, InferenceServiceSpec
@@ -209,16 +209,16 @@ def control(body: kopf.Body, spec: kopf.Spec, name: str, namespace: str | None, 
         try:
             result = tick(memo.kube, _prometheus(memo, parsed), SETTINGS, dict(body), parsed,
                           memo.get("history") or render.resumed_history(dict(status)), now,
-                          memo.setdefault("batch_stats", {}))
+                          memo.get("batch_stats") or {})
         except Exception:
             metrics.loop_errors.labels(*labels).inc()
             raise
     if result is None:
         return
     obs, decision = result.observation, result.decision
-    memo.history = decision.history
+    memo.history, memo.batch_stats = decision.history, result.batch_stats
     previous = status.get("conditions")
-    pods = service_pods(memo.kube.api, namespace, ChildNames(name).selector_string)
+    pods = pods_health(result.pods)
     conditions = render.merge_conditions(
         render.tick_conditions(previous, parsed, obs, decision, result.metrics_error, pods,
                                int(meta.get("generation") or 0), now),

@@ -8,13 +8,19 @@ service never runs a half-applied retune. Pods already tuned so are left alone, 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from batchpilot.adapters.kube import Kube
 from batchpilot.adapters.triton import TritonAdmin, TritonError
 from batchpilot.build.batching import Tuning, tuning_of, with_tuning
+
+
+class Tuner(Protocol):
+    """One pod's Triton repository API, as far as a retune needs it (adapters/triton.py TritonAdmin)."""
+
+    def config(self, model: str) -> dict[str, Any]: ...
+    def load(self, model: str, config: dict[str, Any]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -29,10 +35,9 @@ class Retune:
     """Why the pass failed and was rolled back; None when every ready pod runs the tuning."""
 
 
-def retune(kube: Kube, namespace: str, selector: str, model: str, tuning: Tuning,
-           admin: Callable[[str], TritonAdmin] = TritonAdmin) -> Retune:
-    ips = kube.ready_pod_ips(namespace, selector)
-    done: list[tuple[TritonAdmin, dict[str, Any]]] = []
+def retune(ips: Sequence[str], model: str, tuning: Tuning, admin: Callable[[str], Tuner] = TritonAdmin) -> Retune:
+    """The pass over the ready pods at `ips` (the tick's one pod list)."""
+    done: list[tuple[Tuner, dict[str, Any]]] = []
     for ip in ips:
         triton = admin(ip)
         try:

@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 
-from batchpilot.adapters.kube import PodPlacement
 from batchpilot.adapters.prometheus import ServiceMetrics
 from batchpilot.adapters.triton import STATS_TIMEOUT_S, TritonAdmin, batch_stats
 from batchpilot.api.spec import InferenceServiceSpec
@@ -111,11 +110,9 @@ class Loop:
     def deployment(self, namespace: str, name: str) -> SimpleNamespace:
         return SimpleNamespace(replicas=1, ready_replicas=1)
 
-    def ready_pod_ips(self, namespace: str, selector: str) -> list[str]:
-        return list(self.pods)
-
-    def pod_placement(self, namespace: str, selector: str) -> PodPlacement:
-        return PodPlacement(self.ready_pod_ips(namespace, selector), 0)
+    def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        return [{"metadata": {"name": f"pod-{ip}"},
+                 "status": {"podIP": ip, "conditions": [{"type": "Ready", "status": "True"}]}} for ip in self.pods]
 
     def apply(self, manifest: dict[str, Any]) -> None:
         self.applied.append(manifest)
@@ -128,10 +125,10 @@ class Loop:
 
     def tick(self, after_s: float = 0.0) -> Tick:
         """One tick now (or after_s later: the retune pacing counts from the decisions' clock)."""
-        result = tick(self, self, OperatorSettings(), self.owner, self.spec, self.history,  # type: ignore[arg-type]
-                      time.time() + after_s, self.snapshots)
+        result = tick(self, self, OperatorSettings(), self.owner, self.spec, self.history, time.time() + after_s,
+                      self.snapshots)
         assert result is not None
-        self.history = result.decision.history
+        self.history, self.snapshots = result.decision.history, result.batch_stats
         if result.retune is not None and result.retune.error is None:
             # What the handler writes after a pass that worked: the loop knows the pods' batching from then on.
             self.owner["status"]["batching"] = applied_batching(result.retune.tuning, result.retune.pods)

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from kubernetes.config import new_client_from_config
 
-from batchpilot.adapters.kube import Kube, PodPlacement
+from batchpilot.adapters.kube import Kube, PodPlacement, placement
 from batchpilot.sandbox.controlplane import ControlPlane
 from batchpilot.sandbox.gpu_emulator import model_configmap
 from batchpilot.sandbox.kube_client import KubeClient, is_already_exists, is_not_found
@@ -219,8 +219,8 @@ def test_triton_pod_serves_queues_for_gpus_and_goes_away(kubelet: Kubelet, contr
     pending = [p for p in pods(api) if unschedulable(p)]
     assert pending[0]["status"]["phase"] == "Pending" and not pending[0]["spec"].get("nodeName")
     # What the control loop reads of the same pods through the operator's own adapter (one list call).
-    placement = Kube(new_client_from_config(str(control_plane.kubeconfig))).pod_placement(NAMESPACE, "app=emulator")
-    assert placement == PodPlacement(sorted(ips), 1)
+    listed = Kube(new_client_from_config(str(control_plane.kubeconfig))).list_pods(NAMESPACE, "app=emulator")
+    assert placement(listed) == PodPlacement(sorted(ips), 1)
 
     api.request("DELETE", f"{deployments}/emulator", {"propagationPolicy": "Background"})
     wait_for("all pods deleted", lambda: not pods(api), 60, lambda: tail(kubelet.log, 40))

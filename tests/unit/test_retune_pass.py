@@ -3,10 +3,9 @@ rolled back as a whole when one pod fails. (Real Triton reloads are in tests/int
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
-from batchpilot.adapters.kube import Kube
-from batchpilot.adapters.triton import TritonAdmin, TritonError
+from batchpilot.adapters.triton import TritonError
 from batchpilot.build.batching import Tuning, tuning_of
 from batchpilot.retune import retune
 
@@ -35,15 +34,12 @@ class Pods:
     def __init__(self, *pods: Pod) -> None:
         self.pods = {p.ip: p for p in pods}
 
-    def ready_pod_ips(self, namespace: str, selector: str) -> list[str]:
-        return sorted(self.pods)
-
-    def admin(self, ip: str) -> TritonAdmin:
-        return cast(TritonAdmin, self.pods[ip])
+    def admin(self, ip: str) -> Pod:
+        return self.pods[ip]
 
 
 def run(pods: Pods, tuning: Tuning) -> Any:
-    return retune(cast(Kube, pods), "ns", "app=m", "m", tuning, admin=pods.admin)
+    return retune(sorted(pods.pods), "m", tuning, admin=pods.admin)
 
 
 def test_every_pod_gets_the_tuning_once() -> None:

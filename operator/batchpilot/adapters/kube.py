@@ -32,6 +32,22 @@ class PodPlacement:
     """Pods whose PodScheduled condition is False with reason Unschedulable: no node has room for them."""
 
 
+def placement(pods: list[dict[str, Any]]) -> PodPlacement:
+    """Which of a service's pods (as listed) serve, and how many the scheduler could not place."""
+    ips, unschedulable = [], 0
+    for pod in pods:
+        meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+        if meta.get("deletionTimestamp"):
+            continue
+        conditions = status.get("conditions") or []
+        if any(c.get("type") == "PodScheduled" and c.get("status") == "False" and c.get("reason") == "Unschedulable"
+               for c in conditions):
+            unschedulable += 1
+        elif status.get("podIP") and any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
+            ips.append(str(status["podIP"]))
+    return PodPlacement(sorted(ips), unschedulable)
+
+
 _NOT_YAML_PRINTABLE = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]")
 """Characters YAML 1.1 does not take raw (C1 controls, line separators, surrogates, non-characters)."""
 
@@ -134,25 +150,12 @@ class Kube:
             generation=generation or 0,
         )
 
-    def ready_pod_ips(self, namespace: str, selector: str) -> list[str]:
-        """IPs of the pods matching selector that are Ready and not being deleted (sorted)."""
-        return self.pod_placement(namespace, selector).ready_ips
-
-    def pod_placement(self, namespace: str, selector: str) -> PodPlacement:
-        """The pods matching selector (one list call): which serve, how many the scheduler could not place."""
-        pods = client.CoreV1Api(self.api).list_namespaced_pod(namespace, label_selector=selector).items
-        ips, unschedulable = [], 0
-        for pod in pods:
-            status, meta = pod.status, pod.metadata
-            if status is None or meta is None or meta.deletion_timestamp:
-                continue
-            conditions = status.conditions or []
-            if any(c.type == "PodScheduled" and c.status == "False" and c.reason == "Unschedulable"
-                   for c in conditions):
-                unschedulable += 1
-            elif status.pod_ip and any(c.type == "Ready" and c.status == "True" for c in conditions):
-                ips.append(status.pod_ip)
-        return PodPlacement(sorted(ips), unschedulable)
+    def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """The pods matching selector as the API serves them (camelCase): one list call per tick, which the
+        placement below and the pods' health in status (adapters/pods.py) both read."""
+        listed = client.CoreV1Api(self.api).list_namespaced_pod(namespace, label_selector=selector,
+                                                                _request_timeout=10)
+        return [self.api.sanitize_for_serialization(p) for p in listed.items]
 
     def scale(self, namespace: str, name: str, replicas: int) -> None:
         self.apps.patch_namespaced_deployment_scale(

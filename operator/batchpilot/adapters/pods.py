@@ -6,18 +6,12 @@ failed to load: with --exit-on-error=false the server stays up to say why).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
-
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
-from urllib3.exceptions import HTTPError
 
 from batchpilot.adapters.triton import repository_index
 from batchpilot.build.pod_health import ContainerHealth, ModelHealth, PodHealth
 
-LOG = logging.getLogger(__name__)
 TRITON_CONTAINER = "triton"
 Index = Callable[[str], list[dict[str, Any]] | None]
 
@@ -59,13 +53,6 @@ def pod_health(pod: dict[str, Any], index: Index = repository_index) -> PodHealt
                      unschedulable=unschedulable, containers=containers, models=models)
 
 
-def service_pods(api: client.ApiClient, namespace: str, selector: str,
-                 index: Index = repository_index) -> list[PodHealth] | None:
-    """The pods matching selector, sorted by name; None when the API server cannot list them."""
-    try:
-        listed = client.CoreV1Api(api).list_namespaced_pod(namespace, label_selector=selector, _request_timeout=10)
-    except (ApiException, HTTPError, OSError) as e:
-        LOG.warning("cannot list pods %s in %s: %s", selector, namespace, e)
-        return None
-    pods = [api.sanitize_for_serialization(p) for p in listed.items]
+def pods_health(pods: list[dict[str, Any]], index: Index = repository_index) -> list[PodHealth]:
+    """A service's pods (as listed, camelCase) as PodHealth, sorted by name."""
     return sorted((pod_health(p, index) for p in pods), key=lambda p: p.name)
