@@ -13,7 +13,7 @@ SIM_ARGS ?=
 FLEET_ARGS ?=
 COMPARE_ARGS ?=
 
-.PHONY: help deps k8s-bins prometheus keda tools crds crds-check lint test test-unit test-integration demo bench bench-sim bench-fleet bench-faults compare sandbox-up sandbox-down clean
+.PHONY: help deps k8s-bins node-bins node-packages image test-real-node prometheus keda tools crds crds-check lint test test-unit test-integration demo bench bench-sim bench-fleet bench-faults compare sandbox-up sandbox-down clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -28,6 +28,12 @@ deps: $(STAMP) ## create .venv and install the package with its sandbox, sim and
 
 k8s-bins: ## build etcd, kube-apiserver, kube-controller-manager and helm once into $BATCHPILOT_CACHE
 	@if [ -n "$$KUBEBUILDER_ASSETS" ]; then echo "using KUBEBUILDER_ASSETS=$$KUBEBUILDER_ASSETS"; else hack/build-k8s-bins.sh >/dev/null; fi
+
+node-bins: ## build kubelet, kube-scheduler and the pause binary for the real node once into $BATCHPILOT_CACHE
+	@nice -n 10 hack/build-node-bins.sh >/dev/null
+
+image: node-packages node-bins ## build the operator, CPU Triton and pause images with buildah on a local Debian base (root; cached in $BATCHPILOT_CACHE/images)
+	@nice -n 10 hack/build-images.sh >/dev/null
 
 prometheus: ## build upstream Prometheus (with Kubernetes discovery) once into $BATCHPILOT_CACHE
 	@hack/build-prometheus.sh >/dev/null
@@ -51,8 +57,14 @@ lint: deps ## ruff and mypy
 test-unit: deps ## unit tests only (pure logic, no processes)
 	$(BIN)/pytest tests/unit -q $(PYTEST_ARGS)
 
-test: deps tools lint crds-check ## everything CI runs: lint, type check, CRD check, unit, integration and e2e tests
-	$(BIN)/pytest -q -ra --durations=15 $(PYTEST_ARGS)
+test: deps tools lint crds-check ## everything CI runs: lint, type check, CRD check, unit, integration and e2e tests (not yet the real node: make test-real-node)
+	$(BIN)/pytest -q -ra --durations=15 --ignore=tests/real_node $(PYTEST_ARGS)
+
+node-packages: ## install Debian's containerd, runc, buildah, debootstrap and CNI plugins when missing (root; the real node and make image need them)
+	@hack/node-packages.sh
+
+test-real-node: deps tools node-packages image ## the real node: Debian containerd + runc, kubelet, the built images; helm install of the chart in-cluster (opt-in, root; ~12 min cold)
+	$(BIN)/pytest -q -ra --durations=5 tests/real_node $(PYTEST_ARGS)
 
 demo: deps tools ## run the sandbox, a sample InferenceService and a load step; writes out/demo/
 	$(BIN)/batchpilot demo

@@ -88,6 +88,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--gpus", type=int, default=4, help="nvidia.com/gpu capacity of the sandbox node")
     s.add_argument("--no-operator", action="store_true", help="do not start the operator")
     s.add_argument("--keda", action="store_true", help="also run KEDA (needs `make keda`) to compare with")
+    s.add_argument("--real-node", action="store_true",
+                   help="also run a real node: containerd, kubelet, kube-scheduler (root; `make node-bins image`)")
     s.set_defaults(func=_sandbox)
 
     d = sub.add_parser("demo", help="bring the sandbox up, apply a sample service, run a load step, plot it")

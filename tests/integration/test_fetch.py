@@ -88,7 +88,7 @@ def test_https_archive_lands_without_its_config(site: Site, pki: certs.Pki, tmp_
     dest = tmp_path / "models" / "echo"
     result = run_fetch(f"{site.base}/models/model.tar.gz", dest, CA_BUNDLE=pki.ca_cert.read_text())
     assert result.returncode == 0, result.stderr
-    assert tree(dest) == {"1/model.py": MODEL_PY}
+    assert tree(dest) == {"1/model.py": MODEL_PY, "config.pbtxt": b""}  # the rendered one's mount point
     assert "skipped config.pbtxt" in result.stderr
     assert "done: 1 file," in result.stderr
     assert [p.name for p in dest.parent.iterdir()] == ["echo"]
@@ -98,7 +98,7 @@ def test_https_plain_file_becomes_version_1(site: Site, pki: certs.Pki, tmp_path
     dest = tmp_path / "onnx"
     result = run_fetch(f"{site.base}/models/model.onnx", dest, CA_BUNDLE=pki.ca_cert.read_text())
     assert result.returncode == 0, result.stderr
-    assert tree(dest) == {"1/model.onnx": b"onnx-bytes"}
+    assert tree(dest) == {"1/model.onnx": b"onnx-bytes", "config.pbtxt": b""}
 
 
 def test_https_untrusted_certificate_fails_clearly(site: Site, tmp_path: Path) -> None:
@@ -128,7 +128,7 @@ def test_https_authorization_header_is_sent(site: Site, pki: certs.Pki, tmp_path
     result = run_fetch(uri, tmp_path / "b", CA_BUNDLE=pki.ca_cert.read_text(), HTTP_AUTHORIZATION=SECRET_AUTH)
     assert result.returncode == 0, result.stderr
     assert ("/private/model.tar.gz", SECRET_AUTH) in site.seen
-    assert tree(tmp_path / "b") == {"1/model.py": MODEL_PY}
+    assert tree(tmp_path / "b") == {"1/model.py": MODEL_PY, "config.pbtxt": b""}
 
 
 def test_https_redirects_keep_authorization_on_the_same_host_only(
@@ -187,7 +187,7 @@ def test_bucket_prefix_lands_without_its_config(s3_endpoint: str, tmp_path: Path
     dest = tmp_path / "resnet"
     result = run_fetch(f"{scheme}://models/resnet", dest, **_aws(s3_endpoint))
     assert result.returncode == 0, result.stderr
-    assert tree(dest) == {"1/labels/names.txt": b"cat\n", "1/model.onnx": b"onnx"}
+    assert tree(dest) == {"1/labels/names.txt": b"cat\n", "1/model.onnx": b"onnx", "config.pbtxt": b""}
     assert "skipped config.pbtxt" in result.stderr and f"endpoint {s3_endpoint}" in result.stderr
     assert "done: 2 files, 8 B" in result.stderr
 

@@ -63,10 +63,15 @@ class ControlPlaneState:
 class ControlPlane:
     """etcd + kube-apiserver + kube-controller-manager on loopback, for tests and the sandbox."""
 
-    def __init__(self, workdir: Path, bins: Path | None = None, detach: bool = False) -> None:
+    def __init__(self, workdir: Path, bins: Path | None = None, detach: bool = False,
+                 service_account_tokens: bool = False) -> None:
+        """service_account_tokens: run the ServiceAccount admission plugin, so pods get their ServiceAccount's
+        token mounted (in-cluster clients on a real node need it). Off by default, as the sandbox has always run:
+        its kubelet's pods use the operator's kubeconfig, not tokens."""
         self.workdir = workdir
         self.bins = bins
         self.detach = detach
+        self.service_account_tokens = service_account_tokens
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._argv: dict[str, list[str | Path]] = {}
         self.pki: certs.Pki | None = None
@@ -122,7 +127,8 @@ class ControlPlane:
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 f"--service-account-key-file={pki.sa_pub}", f"--service-account-signing-key-file={pki.sa_key}",
                 "--authorization-mode=RBAC", f"--service-cluster-ip-range={SERVICE_CIDR}",
-                "--allow-privileged=true", "--disable-admission-plugins=ServiceAccount",
+                "--allow-privileged=true",
+                *([] if self.service_account_tokens else ["--disable-admission-plugins=ServiceAccount"]),
                 "--enable-priority-and-fairness=false", "--profiling=false", "--v=1",
                 *aggregation_flags(pki),
             ], logs)

@@ -24,6 +24,8 @@ from batchpilot.sandbox.kubectl import KubectlError, install_crd, kubectl
 from batchpilot.sandbox.paths import default_workdir
 from batchpilot.sandbox.process import free_port, pid_alive, spawn, stop_pid, stop_process, tail
 from batchpilot.sandbox.prometheus import FAST_DISCOVERY, PrometheusServer, render_config
+from batchpilot.sandbox.real_node import RealNode, RealNodeConfig
+from batchpilot.sandbox.real_node_config import NODE_LABEL
 
 NODE_NAME = "sandbox-gpu-0"
 STATE_FILE = "sandbox.json"
@@ -47,6 +49,8 @@ class SandboxConfig:
     operator_env: dict[str, str] = field(default_factory=dict)
     keda: bool = False
     """Also run KEDA's operator and metrics API server (peer comparisons); off for the demo."""
+    real_node: bool = False
+    """Also run a real node (containerd, kubelet, kube-scheduler; needs root, `make node-bins image`)."""
 
 
 @dataclass
@@ -71,7 +75,9 @@ class Sandbox:
     def __init__(self, config: SandboxConfig, progress: Progress = _quiet) -> None:
         self.config = config
         self.progress = progress
-        self.control_plane = ControlPlane(config.workdir / "control-plane", detach=config.detach)
+        self.control_plane = ControlPlane(config.workdir / "control-plane", detach=config.detach,
+                                          service_account_tokens=config.real_node)
+        self.real_node: RealNode | None = None
         self.prometheus: PrometheusServer | None = None
         self.keda: Keda | None = None
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -111,6 +117,11 @@ class Sandbox:
             self.install_crd()
             self.progress(f"starting the sandbox kubelet (node {NODE_NAME}, {self.config.gpus} nvidia.com/gpu)")
             self._start_kubelet()
+            if self.config.real_node:
+                self.real_node = RealNode(RealNodeConfig(self.config.workdir / "real-node", self.kubeconfig,
+                                                         gpus=self.config.gpus, detach=self.config.detach))
+                self.real_node.start()
+                self.progress(f"real node {self.real_node.name} Ready (label and taint {NODE_LABEL})")
             self.operator_port = free_port()
             self._start_prometheus()
             self.progress(f"Prometheus ready at {self.prometheus_url}")
@@ -195,6 +206,8 @@ class Sandbox:
         plane."""
         for name in [n for n in self.procs if n.startswith("operator")]:
             self.stop_operator(name)
+        if self.real_node is not None:
+            self.real_node.stop()
         kubelet = self.procs.pop("kubelet", None)
         if kubelet is not None:
             stop_process(kubelet, grace_s=30)
@@ -212,6 +225,8 @@ class Sandbox:
             pids["prometheus"] = self.prometheus.proc.pid
         if self.keda is not None:
             pids.update({n: p.pid for n, p in self.keda.procs.items()})
+        if self.real_node is not None:  # listed for `status`; `down` stops them through RealNode.stop_detached
+            pids.update({f"real-node/{n}": p.pid for n, p in self.real_node.procs.items()})
         state = SandboxState(str(self.kubeconfig), self.control_plane.server, self.prometheus_url,
                              f"http://127.0.0.1:{self.operator_port}/metrics", pids)
         (self.config.workdir / STATE_FILE).write_text(json.dumps(asdict(state), indent=1) + "\n")
@@ -231,7 +246,7 @@ def stop_detached(workdir: Path) -> list[str]:
     state = load_state(workdir)
     if state is None:
         return []
-    stopped = []
+    stopped = RealNode.stop_detached(workdir / "real-node")
     for name in STOP_ORDER:
         pid = state.pids.get(name)
         if pid and pid_alive(pid):
@@ -249,7 +264,7 @@ def cli(args: argparse.Namespace) -> int:
             print(f"a sandbox is already running in {workdir}; `batchpilot sandbox down` first", file=sys.stderr)
             return 1
         config = SandboxConfig(workdir, gpus=args.gpus, operator=not args.no_operator, detach=True,
-                               keda=args.keda)
+                               keda=args.keda, real_node=args.real_node)
         Sandbox(config, progress=lambda m: print(f"[sandbox] {m}", flush=True)).start()
         print(f"sandbox up; use it with:\n  export KUBECONFIG={workdir / 'control-plane' / 'kubeconfig'}")
         return 0
