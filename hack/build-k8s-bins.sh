@@ -10,7 +10,9 @@ HELM_VERSION="${HELM_VERSION:-v3.18.6}"
 CACHE="${BATCHPILOT_CACHE:-$HOME/.cache/batchpilot}"
 DEST="${1:-$CACHE/k8s-bins/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION}"
 WORK="$CACHE/k8s-build"
-export GOFLAGS="${GOFLAGS:--buildvcs=false} -trimpath"
+# No DWARF at compile time (-ldflags -w strips it at link anyway): ~7% less CPU cold. The same flags in
+# build-k8s-bins.sh and build-node-bins.sh, so kubelet and kube-scheduler reuse the packages kube-apiserver compiled.
+export GOFLAGS="${GOFLAGS:--buildvcs=false} -trimpath -gcflags=all=-dwarf=false"
 export CGO_ENABLED=0
 
 need() { [ -x "$DEST/$1" ] && "$DEST/$1" "${@:2}" >/dev/null 2>&1; }

@@ -15,7 +15,8 @@ KEDA_MODULE_PINS="${KEDA_MODULE_PINS-github.com/newrelic/newrelic-client-go/v2@v
 CACHE="${BATCHPILOT_CACHE:-$HOME/.cache/batchpilot}"
 DEST="${1:-$CACHE/keda-bins/keda-$KEDA_VERSION}"
 WORK="$CACHE/keda-build/keda-$KEDA_VERSION"
-export GOFLAGS="${GOFLAGS:--buildvcs=false} -trimpath -mod=mod"
+# -dwarf=false: -ldflags=-w drops the debug info at link anyway; not generating it cut the cold build's CPU ~10%.
+export GOFLAGS="${GOFLAGS:--buildvcs=false} -trimpath -mod=mod -gcflags=all=-dwarf=false"
 export CGO_ENABLED=0
 # Two cores and a shared machine: one go build at a time, at most two compile jobs, at low priority.
 export GOMAXPROCS="${GOMAXPROCS:-2}"
