@@ -3,6 +3,7 @@
 # into a cache directory outside git. Reuses what is already there.
 # Usage: hack/build-k8s-bins.sh [DEST]   (default: $BATCHPILOT_CACHE/k8s-<versions>)
 set -euo pipefail
+. "$(dirname "$0")/lib-k8s.sh"
 
 K8S_VERSION="${K8S_VERSION:-v1.33.13}"
 ETCD_VERSION="${ETCD_VERSION:-v3.5.21}"
@@ -25,32 +26,7 @@ if need kube-apiserver --version && need kube-controller-manager --version; then
   log "kube-apiserver, kube-controller-manager $K8S_VERSION: cached in $DEST"
 else
   mod="$WORK/kubernetes-$K8S_VERSION"; mkdir -p "$mod"; cd "$mod"
-  staging_version="v0.${K8S_VERSION#v1.}"
-  log "fetching k8s.io/kubernetes@$K8S_VERSION go.mod"
-  gomod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
-  {
-    echo "module batchpilot.local/k8sbins"
-    echo "go 1.24"
-    echo "require k8s.io/kubernetes $K8S_VERSION"
-    grep -oE '^\s*k8s\.io/[a-z0-9-]+ => \./staging' "$gomod" | awk -v v="$staging_version" '{print "replace " $1 " => " $1 " " v}'
-  } > go.mod
-  cat > tools.go <<'GO'
-//go:build tools
-
-package k8sbins
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
-)
-GO
-  log "resolving modules (go mod tidy)"
-  go mod tidy
-  for b in kube-apiserver kube-controller-manager; do
-    log "building $b $K8S_VERSION (several minutes on a small machine)"
-    go build -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION" -o "$DEST/$b.tmp" "k8s.io/kubernetes/cmd/$b"
-    mv "$DEST/$b.tmp" "$DEST/$b"
-  done
+  k8s_build k8sbins "$DEST" kube-apiserver kube-controller-manager
 fi
 
 if need etcd --version; then

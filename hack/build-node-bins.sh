@@ -6,6 +6,7 @@
 # Reuses what is already there. Usage: hack/build-node-bins.sh [DEST]
 #   (default: $BATCHPILOT_CACHE/node-bins/k8s-<version>; $BATCHPILOT_CACHE/node-bins/current points at it)
 set -euo pipefail
+. "$(dirname "$0")/lib-k8s.sh"
 
 K8S_VERSION="${K8S_VERSION:-v1.33.13}"
 CACHE="${BATCHPILOT_CACHE:-$HOME/.cache/batchpilot}"
@@ -26,32 +27,7 @@ if need kubelet --version && need kube-scheduler --version; then
   log "kubelet, kube-scheduler $K8S_VERSION: cached in $DEST"
 else
   cd "$WORK"
-  staging_version="v0.${K8S_VERSION#v1.}"
-  log "fetching k8s.io/kubernetes@$K8S_VERSION go.mod"
-  gomod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
-  {
-    echo "module batchpilot.local/nodebins"
-    echo "go 1.24"
-    echo "require k8s.io/kubernetes $K8S_VERSION"
-    grep -oE '^\s*k8s\.io/[a-z0-9-]+ => \./staging' "$gomod" | awk -v v="$staging_version" '{print "replace " $1 " => " $1 " " v}'
-  } > go.mod
-  cat > tools.go <<'GO'
-//go:build tools
-
-package nodebins
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-scheduler"
-	_ "k8s.io/kubernetes/cmd/kubelet"
-)
-GO
-  log "resolving modules (go mod tidy)"
-  go mod tidy
-  for b in kubelet kube-scheduler; do
-    log "building $b $K8S_VERSION (about 5 minutes with an empty Go build cache on 2 cores)"
-    go build -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION" -o "$DEST/$b.tmp" "k8s.io/kubernetes/cmd/$b"
-    mv "$DEST/$b.tmp" "$DEST/$b"
-  done
+  k8s_build nodebins "$DEST" kubelet kube-scheduler
 fi
 
 if [ -x "$DEST/pause" ]; then
