@@ -12,6 +12,14 @@ def cache_dir() -> Path:
     return Path(os.environ.get("BATCHPILOT_CACHE", Path.home() / ".cache" / "batchpilot"))
 
 
+def built(base: Path, names: tuple[str, ...], what: str, hint: str) -> Path:
+    """base, once every one of names is in it; else FileNotFoundError naming what is missing and the make target."""
+    missing = [n for n in names if not (base / n).exists()]
+    if missing:
+        raise FileNotFoundError(f"{what} missing in {base}: {', '.join(missing)}; {hint}")
+    return base
+
+
 def k8s_bins_dir() -> Path:
     """Directory holding etcd, kube-apiserver and kube-controller-manager.
 
@@ -19,10 +27,7 @@ def k8s_bins_dir() -> Path:
     """
     assets = os.environ.get("KUBEBUILDER_ASSETS")
     base = Path(assets) if assets else cache_dir() / "k8s-bins" / "current"
-    missing = [b for b in ("etcd", "kube-apiserver", "kube-controller-manager") if not (base / b).exists()]
-    if missing:
-        raise FileNotFoundError(f"control-plane binaries missing in {base}: {', '.join(missing)}; {REPO_HINT}")
-    return base
+    return built(base, ("etcd", "kube-apiserver", "kube-controller-manager"), "control-plane binaries", REPO_HINT)
 
 
 def helm_binary() -> Path:
@@ -41,8 +46,13 @@ KEDA_HINT = "run `make keda` (builds KEDA's operator and metrics server and copi
 
 def keda_bins_dir() -> Path:
     """Directory holding keda-operator, keda-adapter and crds/ from `make keda`."""
-    base = cache_dir() / "keda-bins" / "current"
-    missing = [p for p in ("keda-operator", "keda-adapter", "crds") if not (base / p).exists()]
-    if missing:
-        raise FileNotFoundError(f"KEDA missing in {base}: {', '.join(missing)}; {KEDA_HINT}")
-    return base
+    return built(cache_dir() / "keda-bins" / "current", ("keda-operator", "keda-adapter", "crds"), "KEDA", KEDA_HINT)
+
+
+NODE_BINS_HINT = "run `make node-bins` (builds kubelet, kube-scheduler and pause: hack/build-node-bins.sh)"
+
+
+def node_bins_dir() -> Path:
+    """Directory holding kubelet, kube-scheduler and pause from `make node-bins` (the real node)."""
+    return built(cache_dir() / "node-bins" / "current", ("kubelet", "kube-scheduler", "pause"), "real-node binaries",
+                 NODE_BINS_HINT)

@@ -15,7 +15,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -25,8 +24,8 @@ import yaml
 
 from batchpilot.sandbox import real_node_config as cfg
 from batchpilot.sandbox.kubectl import kubectl
-from batchpilot.sandbox.paths import cache_dir
-from batchpilot.sandbox.process import free_port, pid_alive, spawn, stop_pid, stop_process, tail
+from batchpilot.sandbox.paths import cache_dir, node_bins_dir
+from batchpilot.sandbox.process import free_port, pid_alive, poll, spawn, stop_pid, stop_process, tail
 from batchpilot.sandbox.real_node_host import (
     STATE_FILE,
     RealNodeError,
@@ -37,16 +36,7 @@ from batchpilot.sandbox.real_node_host import (
     restore_host,
 )
 
-NODE_BINS_HINT = "run `make node-bins` (builds kubelet, kube-scheduler and pause: hack/build-node-bins.sh)"
 IMAGES_HINT = "run `make image` (builds the operator, Triton and pause images: hack/build-images.sh)"
-def node_bins_dir() -> Path:
-    base = cache_dir() / "node-bins" / "current"
-    missing = [b for b in ("kubelet", "kube-scheduler", "pause") if not (base / b).exists()]
-    if missing:
-        raise RealNodeError(f"real-node binaries missing in {base}: {', '.join(missing)}; {NODE_BINS_HINT}")
-    return base
-
-
 def image_archives() -> list[Path]:
     """The docker-archives of `make image`; the pause image among them."""
     base = cache_dir() / "images" / "archives"
@@ -167,30 +157,28 @@ class RealNode:
 
     def _start_containerd(self, timeout_s: float = 30) -> None:
         self._spawn("containerd", ["containerd", f"--config={self.layout.containerd_config}"])
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+
+        def answers() -> bool:
             self._check_alive("containerd")
             with contextlib.suppress(RealNodeError, subprocess.TimeoutExpired):
                 self.ctr("version", timeout_s=5)
-                return
-            time.sleep(0.2)
-        raise RealNodeError(f"containerd did not answer on {self.layout.containerd_socket} within {timeout_s:.0f}s; "
-                            f"log:\n{tail(self.layout.logs / 'containerd.log')}")
+                return True
+            return False
+
+        poll(f"containerd on {self.layout.containerd_socket}", answers, timeout_s, interval_s=0.2,
+             detail=lambda: "log:\n" + tail(self.layout.logs / "containerd.log"))
 
     def _start_kubelet(self, bins: Path, timeout_s: float) -> None:
         self._spawn("kubelet", list(cfg.kubelet_args(self.layout, bins / "kubelet", self.config.kubeconfig,
                                                      self.config.node_ip)))
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+
+        def ready() -> bool:
             self._check_alive("kubelet")
-            ready = kubectl(self.config.kubeconfig, "get", "node", self.name, "-o",
-                            "jsonpath={.status.conditions[?(@.type=='Ready')].status}", check=False)
-            if ready == "True":
-                break
-            time.sleep(0.3)
-        else:
-            raise RealNodeError(f"node {self.name} not Ready after {timeout_s:.0f}s; kubelet log:\n"
-                                + tail(self.layout.logs / "kubelet.log"))
+            return kubectl(self.config.kubeconfig, "get", "node", self.name, "-o",
+                           "jsonpath={.status.conditions[?(@.type=='Ready')].status}", check=False) == "True"
+
+        poll(f"node {self.name} Ready", ready, timeout_s, interval_s=0.3,
+             detail=lambda: "kubelet log:\n" + tail(self.layout.logs / "kubelet.log"))
         if self.config.gpus:
             patch = {"status": {"capacity": {"nvidia.com/gpu": str(self.config.gpus)}}}
             kubectl(self.config.kubeconfig, "patch", "node", self.name, "--subresource=status", "--type=merge",
