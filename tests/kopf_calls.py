@@ -4,6 +4,7 @@ inspect, and whatever the handler raised (kopf retries a plain exception, never 
 from __future__ import annotations
 
 import contextvars
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -12,25 +13,43 @@ from kopf._core.engines import posting
 from batchpilot import handlers
 
 
-def call_reconcile_children(kube: Any, obj: dict[str, Any], memo: kopf.Memo | None = None) -> tuple[
-        kopf.Patch, kopf.Memo, BaseException | None]:
-    """handlers.reconcile_children on the stored object `obj` with memo.kube = kube; Events are not posted (no
-    operator runs to post them)."""
-    patch, memo = kopf.Patch(), memo if memo is not None else kopf.Memo()
-    memo.kube = kube
+def in_kopf_context(handler: Callable[[], object]) -> BaseException | None:
+    """Call handler as kopf's task would (Events are not posted: no operator runs to post them); returns what it
+    raised, None if nothing."""
     settings = kopf.OperatorSettings()
     settings.posting.enabled = False
 
     def call() -> BaseException | None:
         posting.settings_var.set(settings)  # what kopf's own task context holds
         try:
-            handlers.reconcile_children(body=kopf.Body(obj), spec=obj["spec"], meta=obj["metadata"],
-                                        status=obj.get("status") or {}, patch=patch, memo=memo)
+            handler()
         except Exception as e:  # noqa: BLE001 - returned for the test to inspect
             return e
         return None
 
-    return patch, memo, contextvars.copy_context().run(call)
+    return contextvars.copy_context().run(call)
+
+
+def call_reconcile_children(kube: Any, obj: dict[str, Any], memo: kopf.Memo | None = None) -> tuple[
+        kopf.Patch, kopf.Memo, BaseException | None]:
+    """handlers.reconcile_children on the stored object `obj` with memo.kube = kube."""
+    patch, memo = kopf.Patch(), memo if memo is not None else kopf.Memo()
+    memo.kube = kube
+    raised = in_kopf_context(lambda: handlers.reconcile_children(
+        body=kopf.Body(obj), spec=obj["spec"], meta=obj["metadata"], status=obj.get("status") or {}, patch=patch,
+        memo=memo))
+    return patch, memo, raised
+
+
+def call_repair_child(kube: Any, event: str, child_meta: dict[str, Any], memo: kopf.Memo | None = None) -> tuple[
+        kopf.Memo, BaseException | None]:
+    """handlers.repair_child for a watch event (ADDED, MODIFIED, DELETED) of the child whose metadata is
+    child_meta, with memo.kube = kube (it writes its owner's status itself)."""
+    memo = memo if memo is not None else kopf.Memo()
+    memo.kube = kube
+    raised = in_kopf_context(lambda: handlers.repair_child(type=event, meta=child_meta,
+                                                           namespace=child_meta["namespace"], memo=memo))
+    return memo, raised
 
 
 class RecordingKube:

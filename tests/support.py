@@ -16,6 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
+from batchpilot.adapters.triton import TritonAdmin
+from batchpilot.build.batching import Tuning, tuning_of, with_tuning
 from batchpilot.sandbox import kubectl as sandbox_kubectl
 from batchpilot.sandbox.demo import Row, load_step
 from batchpilot.sandbox.gpu_emulator import model_files
@@ -304,6 +306,23 @@ def live_queue_delay(ip: str, model: str) -> int | None:
     with urllib.request.urlopen(f"http://{ip}:8000/v2/models/{model}/config", timeout=10) as resp:
         batching = json.loads(resp.read()).get("dynamic_batching")
     return int(batching.get("max_queue_delay_microseconds", 0)) if batching else None
+
+
+def revert_pods(ips: Sequence[str], model: str, delay_us: int) -> None:
+    """Load every pod's model with delay_us, side by side (as someone reverting the pods by hand would): the
+    operator's next tick finds them off its tuning and retunes them, one pod at a time (retune.py)."""
+    def one(ip: str) -> None:
+        triton = TritonAdmin(ip)
+        live = triton.config(model)
+        running = tuning_of(live)
+        assert running is not None, f"pod {ip} runs {model} without dynamic batching"
+        triton.load(model, with_tuning(live, Tuning(delay_us, running.instance_count)))
+
+    threads = [threading.Thread(target=one, args=(ip,)) for ip in ips]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
 
 
 def wait_ready_pods(sandbox: Sandbox, namespace: str, selector: str, count: int,

@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import kopf
 from kubernetes.client.exceptions import ApiException
@@ -39,6 +39,7 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.execution.max_workers = SETTINGS.workers
     memo.kube = Kube()
     memo.prometheus = {}
+    memo.reconcile_pairs = {}
 
 
 def start_leadership(s: OperatorSettings, lost: Callable[[], None]) -> Leadership | AlwaysLeader:
@@ -95,6 +96,14 @@ def _prometheus(memo: kopf.Memo, spec: InferenceServiceSpec) -> PrometheusReader
     return readers[url]
 
 
+def _pairs(memo: kopf.Memo) -> dict[str, list[dict[str, Any]]]:
+    """The last Stalled/Reconciling pair written for each InferenceService (by uid), for the control loop's next
+    tick. One dict for the operator, made at startup: kopf gives each object a shallow copy of that memo, and a
+    repair runs on the child's copy, not on its owner's."""
+    pairs: dict[str, list[dict[str, Any]]] = memo.setdefault("reconcile_pairs", {})
+    return pairs
+
+
 def _lock(memo: kopf.Memo) -> threading.Lock:
     lock: threading.Lock = memo.setdefault("lock", threading.Lock())
     return lock
@@ -133,10 +142,12 @@ def reconcile_children(body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, status
         error, failure = e, render.spec_failure(str(e))
     except Exception as e:  # every failure becomes a condition; kopf still retries the transient ones
         error, failure = e, render.reconcile_failure(e)
-    _record(memo, status, patch, render.reconcile_conditions(status.get("conditions"), failure, generation,
-                                                             time.time()), generation)
+    _record(memo, meta, status, patch, render.reconcile_conditions(status.get("conditions"), failure, generation,
+                                                                   time.time()), generation)
     if error is not None and failure is not None:
         kopf.event(body, type="Warning", reason="ReconcileFailed", message=failure.message)
+        if failure.stalled and failure.retry_after_s is not None:  # a quota: lifted without a spec change
+            raise kopf.TemporaryError(failure.message, delay=failure.retry_after_s) from None
         if failure.stalled:
             raise kopf.PermanentError(failure.message) from None
         raise error  # transient: kopf retries it with its back-off
@@ -148,10 +159,10 @@ def reconcile_children(body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, status
                        f"for generation {generation}")
 
 
-def _record(memo: kopf.Memo, status: kopf.Status, patch: kopf.Patch, conditions: list[dict[str, Any]],
-            generation: int) -> None:
+def _record(memo: kopf.Memo, meta: kopf.Meta, status: kopf.Status, patch: kopf.Patch,
+            conditions: list[dict[str, Any]], generation: int) -> None:
     """Write the Stalled/Reconciling pair and keep it for the control loop's next tick (see build/status.py)."""
-    memo.reconcile_conditions = conditions
+    _pairs(memo)[str(meta.get("uid"))] = conditions
     patch.status["conditions"] = render.merge_conditions(status.get("conditions"), conditions)
     patch.status["observedGeneration"] = generation
 
@@ -181,14 +192,33 @@ def repair_child(type: str | None, meta: kopf.Meta, namespace: str | None, memo:
     owner = memo.kube.inference_service(namespace, name)
     if owner is None:
         return  # the owner is going: garbage collection removes the children
+    spec = _spec(owner["spec"])  # unparsable: reconcile_children has stalled the owner on it already
+    failure: render.ReconcileFailure | None = None
     try:
         with _lock(memo):
-            reconcile(memo.kube, owner, _spec(owner["spec"]), SETTINGS.fetcher_image)
+            reconcile(memo.kube, owner, spec, SETTINGS.fetcher_image)
     except ApiException as e:
-        if e.status not in (403, 404, 409):
-            raise
-        # The namespace is terminating (403), the owner just went (404) or another writer won (409): the next
-        # event of the child, if any, repairs it.
+        if e.status in (404, 409) or render.namespace_terminating(e):
+            return  # the owner just went or goes with its namespace, or another writer won (409, its next event)
+        failure = render.repair_failure(e)
+    except Exception as e:  # noqa: BLE001 - every failure lands on the owner's status, as reconcile_children's do
+        failure = render.repair_failure(e)
+    _record_repair(memo, owner, failure)
+
+
+def _record_repair(memo: kopf.Memo, owner: dict[str, Any], failure: render.ReconcileFailure | None) -> None:
+    """A repair's outcome on its owner: a failure as the Stalled/Reconciling pair and a Warning Event; a success
+    only where it clears a failure recorded before (a repair that just worked writes nothing)."""
+    meta, previous = owner["metadata"], (owner.get("status") or {}).get("conditions")
+    pairs, uid, generation = _pairs(memo), str(meta["uid"]), int(meta.get("generation") or 0)
+    if failure is None and not render.reconcile_failed(pairs.get(uid) or previous):
+        return
+    conditions = render.reconcile_conditions(previous, failure, generation, time.time())
+    pairs[uid] = conditions
+    memo.kube.patch_status(meta["namespace"], meta["name"], {
+        "conditions": render.merge_conditions(previous, conditions), "observedGeneration": generation})
+    if failure is not None:
+        kopf.event(kopf.Body(cast(kopf.RawBody, owner)), type="Warning", reason="ReconcileFailed", message=failure.message)
 
 
 # backoff: a tick that raised (the API server restarting, a timeout) is retried one period later, not after kopf's
@@ -222,7 +252,7 @@ def control(body: kopf.Body, spec: kopf.Spec, name: str, namespace: str | None, 
     conditions = render.merge_conditions(
         render.tick_conditions(previous, parsed, obs, decision, result.metrics_error, pods,
                                int(meta.get("generation") or 0), now),
-        memo.get("reconcile_conditions") or [])  # the last apply's pair, even if written while this tick ran
+        _pairs(memo).get(str(meta.get("uid"))) or [])  # the last apply's pair, even if written while this tick ran
     patch.status["conditions"] = conditions
     failure = failure_event(previous, render.find(conditions, "Ready"))
     if failure is not None:

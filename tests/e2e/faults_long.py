@@ -12,11 +12,8 @@ import contextlib
 import os
 import shutil
 import signal
-import threading
 import time
 
-from batchpilot.adapters.triton import TritonAdmin
-from batchpilot.build.batching import Tuning, tuning_of, with_tuning
 from batchpilot.build.names import ChildNames
 from batchpilot.sandbox.sample import SampleService
 from batchpilot.sandbox.stack import Sandbox
@@ -31,27 +28,11 @@ from support import (
     live_queue_delay,
     observed_at,
     release_namespace,
+    revert_pods,
     scale_steps,
     wait_for,
     wait_ready_pods,
 )
-
-
-def _revert(ips: list[str], model: str, delay_us: int) -> None:
-    """Load every pod's model with delay_us, side by side (as someone reverting the pods by hand would): the
-    operator's next tick finds them off its tuning and retunes them, one pod at a time."""
-    def one(ip: str) -> None:
-        triton = TritonAdmin(ip)
-        live = triton.config(model)
-        running = tuning_of(live)
-        assert running is not None, f"pod {ip} runs {model} without dynamic batching"
-        triton.load(model, with_tuning(live, Tuning(delay_us, running.instance_count)))
-
-    threads = [threading.Thread(target=one, args=(ip,)) for ip in ips]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
 
 
 def test_an_operator_killed_mid_retune_leaves_no_pod_half_applied(sandbox: Sandbox) -> None:
@@ -78,7 +59,7 @@ def test_an_operator_killed_mid_retune_leaves_no_pod_half_applied(sandbox: Sandb
 
         (target,) = wait_for("both pods tuned by the operator", tuned, 90, lambda: fault_report(sandbox, load))
         for _ in range(3):  # the kill must land inside a ~1-2 s reload: a pass seen finished is tried again
-            _revert(ips, sample.model, poor)
+            revert_pods(ips, sample.model, poor)
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and not half:
                 with contextlib.suppress(OSError):

@@ -5,7 +5,7 @@ to recover. The machine is shared and noisy, so no test bounds a latency percent
 
 Faults: the API server restarted; one pod's Triton refusing a reload mid-retune; a pod whose statistics endpoint
 accepts and never answers; another writer patching the InferenceService all the time (the status writes race
-it). Each prints its figures (the `FAULT` line) for the note's table. The longer faults (operator SIGKILLed
+it); a pod deleted in the middle of a retune pass. Each prints its figures (the `FAULT` line) for the note's table. The longer faults (operator SIGKILLed
 mid-retune, Prometheus restarted with its data lost) are in faults_long.py, run by `make bench-faults`.
 """
 
@@ -33,7 +33,10 @@ from support import (
     isvc_status,
     live_queue_delay,
     observed_at,
+    ready_pods,
     release_namespace,
+    revert_pods,
+    rfc3339_time,
     scale_steps,
     wait_for,
     wait_ready_pods,
@@ -284,4 +287,107 @@ def test_status_lands_while_another_writer_patches_the_service(sandbox: Sandbox)
     assert steps and not broken_chain(steps), report
     assert watch.samples[-1].replicas == steps[-1][1], report  # the Deployment is where the last action left it
     assert status["lastDecision"]["replicas"]["to"] == steps[-1][1], report  # and status recorded that action
+    assert sum(r.errors for r in load.rows) == 0, report
+
+
+def _live(ips: list[str], model: str) -> dict[str, int | None]:
+    """Each pod's live queue delay by IP, a pod that does not answer (stopped, or busy reloading) as -1."""
+    delays: dict[str, int | None] = {}
+    for ip in ips:
+        try:
+            delays[ip] = live_queue_delay(ip, model)
+        except OSError:
+            delays[ip] = -1
+    return delays
+
+
+def test_a_pod_deleted_in_the_middle_of_a_retune(sandbox: Sandbox) -> None:
+    """Three pods in auto batching mode under load, tuned by the operator (away from a poor 300 ms queue delay);
+    then reverted to the poor delay behind its back, so its next tick runs a pass that reloads them one at a time
+    (in IP order, as faults_long.py does; a spec.batching edit would roll the pods instead, the config hash being
+    in the pod template). The moment the first pod is seen on the operator's delay again and the last is not, the
+    pod the pass reaches next is deleted (as `kubectl delete pod` does: the preStop sleep, then SIGTERM) while the
+    Deployment controller starts a replacement. The pass either completes or rolls back, and says which in an
+    Event; every remaining pod and the replacement end on the delay status.batching records; no request fails; no
+    scale action is lost or doubled."""
+    started = time.monotonic()
+    poor = 300_000
+    sample = SampleService(name="podgone", namespace="e2e-fault-podgone", model="resnet50", batching_mode="auto",
+                           max_queue_delay_us=poor, min_replicas=3, max_replicas=4)
+    selector = ChildNames(sample.name).selector_string
+    sandbox.kubectl("apply", "-f", "-", stdin=sample.yaml())
+    load = BackgroundLoad(sandbox, sample, "45s@40")
+    between: dict[str, int | None] = {}
+    try:
+        pods = wait_ready_pods(sandbox, sample.namespace, selector, 3)
+        ips = [p["status"]["podIP"] for p in pods]  # the pass's order (adapters/kube.py placement)
+        load.start()
+
+        def tuned() -> tuple[int] | None:  # a tuple: the delay the operator picks may well be 0
+            applied = (isvc_status(sandbox, sample.namespace, sample.name).get("batching") or {}).get(
+                "maxQueueDelayMicroseconds")
+            return (applied,) if applied not in (None, poor) and set(_live(ips, sample.model).values()) == {
+                applied} else None
+
+        (target,) = wait_for("every pod tuned by the operator", tuned, 45, lambda: fault_report(sandbox, load))
+        for _ in range(3):  # a pass seen only once finished (reloads take ~1-2 s) is caught on the next revert
+            revert_pods(ips, sample.model, poor)
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and not between:
+                seen = _live(ips, sample.model)
+                if seen[ips[0]] == target and seen[ips[2]] == poor:
+                    between = seen
+                elif set(seen.values()) == {target}:
+                    break  # the pass finished between two looks
+                else:
+                    time.sleep(0.05)
+            if between:
+                break
+        assert between, f"never saw a pass between two pods\n{fault_report(sandbox, load)}"
+        victim = pods[1]
+        sandbox.kubectl("delete", "pod", "-n", sample.namespace, victim["metadata"]["name"], "--wait=false")
+        deleted_at = time.time()
+
+        def converged() -> tuple[dict[str, int | None], list[str]] | None:
+            applied = (isvc_status(sandbox, sample.namespace, sample.name).get("batching") or {}).get(
+                "maxQueueDelayMicroseconds")
+            now_ips = [p["status"]["podIP"] for p in ready_pods(sandbox, sample.namespace, selector)
+                       if p["metadata"]["uid"] != victim["metadata"]["uid"]]
+            if applied is None or len(now_ips) < 3 or victim["status"]["podIP"] in now_ips:
+                return None
+            live = _live(now_ips, sample.model)
+            return (live, now_ips) if set(live.values()) == {applied} else None
+
+        final, final_ips = wait_for("the remaining pods and the replacement on the recorded delay", converged, 60,
+                                    lambda: fault_report(sandbox, load))
+        recovery_s = time.time() - deleted_at
+        load.join()
+        status = isvc_status(sandbox, sample.namespace, sample.name)
+        events = isvc_events(sandbox, sample.namespace, sample.name)
+        replicas = json.loads(sandbox.kubectl("get", "deployment", "-n", sample.namespace, sample.name, "-o",
+                                              "json"))["spec"]["replicas"]
+    finally:
+        load.join()
+        release_namespace(sandbox, sample.namespace)
+    # The interrupted pass's Event: posted once its tick ends, after the deletion (stamps have whole seconds).
+    passes = [e for e in events if e["reason"] in ("Retuned", "RetuneFailed") and rfc3339_time(
+        e.get("eventTime") or e.get("lastTimestamp") or e["metadata"]["creationTimestamp"]) >= int(deleted_at) - 1]
+    steps = scale_steps(events)
+    wall_s = time.monotonic() - started
+    report = fault_report(sandbox, load, f"between pods {between}; deleted {victim['status']['podIP']}; converged "
+                          f"{recovery_s:.1f}s after the deletion: {final}; status.batching {status.get('batching')}; "
+                          f"scale steps {steps}; Deployment replicas {replicas}; wall {wall_s:.0f}s",
+                          *[f"{e['reason']} x{e.get('count', 1)}: {e['message']}" for e in passes])
+    print(report, fault_line("pod-deleted-mid-retune", load, between=between, recovery_s=f"{recovery_s:.1f}",
+                             passes=[e["reason"] for e in passes], steps=steps, wall_s=f"{wall_s:.0f}"), sep="\n")
+
+    # The first pod reloaded and the last not yet reached, a moment before the deletion: it landed inside a pass.
+    assert between[ips[0]] == target and between[ips[2]] == poor, report
+    assert passes, f"no Retuned or RetuneFailed Event after the deletion: the pass said nothing\n{report}"
+    assert all("rolled back" in e["message"] for e in passes if e["reason"] == "RetuneFailed"), report
+    applied = status["batching"]["maxQueueDelayMicroseconds"]
+    assert applied != poor and set(final.values()) == {applied}, report  # one delay, the one status records
+    assert victim["status"]["podIP"] not in final_ips and len(final_ips) >= 3, report
+    assert not broken_chain(steps), report
+    assert replicas == (steps[-1][1] if steps else 3), report  # the Deployment where the last action left it
     assert sum(r.errors for r in load.rows) == 0, report

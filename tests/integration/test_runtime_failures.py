@@ -209,7 +209,7 @@ def test_argo_cd_health_of_a_new_a_ready_a_paused_and_a_stalled_service(sandbox:
         "observedGeneration") == 2, 60)
     argo_cd_says(sandbox, name, "Suspended", "suspended")
 
-    # A quota that forbids the Deployment: the operator cannot apply the children, retrying cannot fix it.
+    # A quota that forbids the Deployment: the operator cannot apply the children until an admin lifts it.
     stalled = "rf-argo-quota"
     namespace, config_map, isvc = manifests(stalled)
     quota = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "no-deployments", "namespace": stalled},

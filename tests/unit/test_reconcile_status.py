@@ -3,6 +3,7 @@ ends, the control loop's ticks keeping that pair, and the kopf handler writing i
 
 from __future__ import annotations
 
+import json
 from typing import Any, NamedTuple
 
 import kopf
@@ -14,7 +15,7 @@ from batchpilot.api.spec import InferenceServiceSpec
 from batchpilot.build import status
 from batchpilot.build.status import ReconcileReason
 from batchpilot.control.types import Decision, Observation
-from kopf_calls import RecordingKube, call_reconcile_children
+from kopf_calls import RecordingKube, call_reconcile_children, call_repair_child
 
 NOW = 1_700_000_000.0
 SPEC = {"model": {"name": "resnet", "repository": {"configMap": "resnet-files"}}, "slo": {"latencyMs": 50}}
@@ -22,7 +23,7 @@ SPEC = {"model": {"name": "resnet", "repository": {"configMap": "resnet-files"}}
 
 def api_error(code: int, message: str) -> ApiException:
     error = ApiException(status=code, reason="Reason")
-    error.body = f'{{"kind":"Status","status":"Failure","message":{message!r},"code":{code}}}'.replace("'", '"')
+    error.body = json.dumps({"kind": "Status", "status": "Failure", "message": message, "code": code})
     return error
 
 
@@ -101,6 +102,50 @@ def test_a_retried_error_then_a_refusal_flips_the_pair() -> None:
     assert all(c["lastTransitionTime"] == status.rfc3339(NOW + 5) for c in refused)
 
 
+class Refusal(NamedTuple):
+    error: ApiException
+    reason: ReconcileReason
+    retry_after_s: float | None
+
+
+REFUSALS = [
+    pytest.param(Refusal(api_error(403, 'deployments.apps "m" is forbidden: exceeded quota: q, requested: '
+                                        'count/deployments.apps=1, used: count/deployments.apps=0, limited: '
+                                        'count/deployments.apps=0'), ReconcileReason.CHILD_FORBIDDEN,
+                         status.QUOTA_RETRY_S), id="403 quota: lifted by an admin"),
+    pytest.param(Refusal(api_error(403, 'deployments.apps "m" is forbidden: User "system:serviceaccount:bp:op" '
+                                        'cannot create resource "deployments"'), ReconcileReason.CHILD_FORBIDDEN,
+                         None), id="403 RBAC"),
+    pytest.param(Refusal(api_error(403, 'deployments.apps "m" is forbidden: unable to create new content in '
+                                        'namespace ml because it is being terminated'),
+                         ReconcileReason.CHILD_FORBIDDEN, None), id="403 terminating namespace"),
+    pytest.param(Refusal(api_error(422, 'Deployment.apps "m" is invalid: spec.selector: field is immutable'),
+                         ReconcileReason.CHILD_INVALID, None), id="422 invalid"),
+]
+
+
+@pytest.mark.parametrize("case", REFUSALS)
+def test_only_a_quota_refusal_is_retried_by_itself(case: Refusal) -> None:
+    failure = status.reconcile_failure(case.error)
+    assert (failure.reason, failure.stalled, failure.retry_after_s) == (case.reason, True, case.retry_after_s)
+    says_retry = f"retrying every {status.QUOTA_RETRY_S:g} s" in failure.message
+    assert says_retry is (case.retry_after_s is not None), failure.message
+    stalled, reconciling = status.reconcile_conditions(None, failure, 2, NOW)
+    assert (stalled["status"], reconciling["status"]) == ("True", "False")  # kstatus: stalled, even while retried
+
+
+def test_a_repair_failure_says_so_and_promises_no_retry_of_its_own() -> None:
+    quota = status.repair_failure(api_error(403, 'deployments.apps "m" is forbidden: exceeded quota: q'))
+    assert (quota.reason, quota.stalled, quota.retry_after_s) == (ReconcileReason.CHILD_FORBIDDEN, True, None)
+    assert quota.message.startswith("repairing a child changed by someone else failed")
+    assert quota.message.endswith('deployments.apps "m" is forbidden: exceeded quota: q')
+    down = status.repair_failure(api_error(503, "etcdserver: leader changed"))
+    assert (down.reason, down.stalled) == (ReconcileReason.API_UNAVAILABLE, False)
+    assert "answered 503" in down.message and "etcdserver: leader changed" in down.message
+    assert status.reconcile_failed(status.reconcile_conditions(None, down, 1, NOW))
+    assert not status.reconcile_failed(status.reconcile_conditions(None, None, 1, NOW))
+
+
 def tick(previous: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
     spec = InferenceServiceSpec.model_validate(SPEC)
     return status.tick_conditions(previous, spec, Observation(at=NOW, replicas=1, ready_replicas=1),
@@ -151,7 +196,16 @@ def test_the_handler_records_a_timeout_and_lets_kopf_retry() -> None:
     reconciling = status.find(conditions, "Reconciling")
     assert (reconciling["status"], reconciling["reason"], reconciling["observedGeneration"]) == ("True", "Timeout", 5)
     assert "Read timed out" in reconciling["message"]
-    assert memo.reconcile_conditions == conditions
+    assert memo.reconcile_pairs["u1"] == conditions  # what the control loop's next tick keeps
+
+
+def test_the_handler_stalls_on_a_quota_and_retries_it_after_the_quota_delay() -> None:
+    patch, _, raised = run_handler(FailingKube(api_error(403, 'deployments.apps "svc" is forbidden: exceeded '
+                                                              'quota: q')), SPEC, {})
+    assert isinstance(raised, kopf.TemporaryError) and raised.delay == status.QUOTA_RETRY_S
+    stalled = status.find(patch["status"]["conditions"], "Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", "ChildForbidden")
+    assert "exceeded quota: q" in stalled["message"] and str(raised) == stalled["message"]
 
 
 def test_the_handler_stalls_on_a_refusal_and_on_a_spec_it_cannot_parse() -> None:
@@ -175,3 +229,64 @@ def test_the_handler_clears_a_failure_once_the_children_apply() -> None:
     pair = [c for c in patch["status"]["conditions"] if c["type"] in ("Stalled", "Reconciling")]
     assert [(c["status"], c["reason"], c["observedGeneration"]) for c in pair] == [("False", "Reconciled", 5)] * 2
     assert patch["status"]["observedGeneration"] == 5 and patch["status"]["replicas"] == 1
+
+
+class OwnerKube(RecordingKube):
+    """What repair_child calls on Kube: the owner read, its status patches recorded, the apply failing with
+    `error` (None: it works)."""
+
+    def __init__(self, owner: dict[str, Any], error: BaseException | None = None) -> None:
+        super().__init__()
+        self.owner, self.error = owner, error
+        self.patched: list[dict[str, Any]] = []
+
+    def inference_service(self, namespace: str, name: str) -> dict[str, Any]:
+        return self.owner
+
+    def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        self.patched.append(patch)
+
+    def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        if self.error is not None:
+            raise self.error
+        return super().apply(manifest)
+
+
+CHILD = {"name": "svc", "namespace": "ml", "ownerReferences": [
+    {"controller": True, "kind": "InferenceService", "apiVersion": "batchpilot.dev/v1alpha1", "name": "svc",
+     "uid": "u1"}]}
+
+
+def test_a_failed_repair_lands_on_the_owner_and_the_next_one_that_works_clears_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    events: list[tuple[str, str, str, str]] = []
+    monkeypatch.setattr(kopf, "event", lambda body, **kw: events.append(
+        (body["metadata"]["name"], kw["type"], kw["reason"], kw["message"])))
+    owner = {"apiVersion": "batchpilot.dev/v1alpha1", "kind": "InferenceService",
+             "metadata": {"name": "svc", "namespace": "ml", "uid": "u1", "generation": 5}, "spec": SPEC, "status": {}}
+    failing = OwnerKube(owner, api_error(503, "etcdserver: leader changed"))
+    memo, raised = call_repair_child(failing, "DELETED", CHILD)
+    assert raised is None  # the failure is on the owner, not only in kopf's log
+    [written] = failing.patched
+    reconciling = status.find(written["conditions"], "Reconciling")
+    assert (reconciling["status"], reconciling["reason"], reconciling["observedGeneration"]) == (
+        "True", "ApiUnavailable", 5)
+    assert "etcdserver: leader changed" in reconciling["message"] and written["observedGeneration"] == 5
+    assert events == [("svc", "Warning", "ReconcileFailed", reconciling["message"])]
+    assert memo.reconcile_pairs["u1"] == written["conditions"]  # the control loop's next tick keeps it
+
+    owner["status"] = {"conditions": written["conditions"]}
+    working = OwnerKube(owner)
+    call_repair_child(working, "DELETED", CHILD, memo)
+    assert working.applied and len(working.patched) == 1 and not status.reconcile_failed(
+        working.patched[0]["conditions"])
+    owner["status"] = {"conditions": working.patched[0]["conditions"]}
+    quiet = OwnerKube(owner)
+    call_repair_child(quiet, "DELETED", CHILD, memo)
+    assert quiet.applied and quiet.patched == [] and len(events) == 1  # nothing to clear: no write, no Event
+    gone = OwnerKube(owner, ApiException(status=404, reason="Not Found"))
+    assert call_repair_child(gone, "DELETED", CHILD, memo)[1] is None and gone.patched == []
+    ending = OwnerKube(owner, api_error(403, 'deployments.apps "svc" is forbidden: unable to create new content in '
+                                             'namespace ml because it is being terminated'))
+    assert call_repair_child(ending, "DELETED", CHILD, memo)[1] is None and ending.patched == []
+    assert len(events) == 1  # the owner goes with its namespace: nothing to report

@@ -133,6 +133,11 @@ class Kube:
             raise
         return None if obj["metadata"].get("deletionTimestamp") else obj
 
+    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """Merge-patch an InferenceService's status subresource (lists, e.g. conditions, are replaced whole)."""
+        client.CustomObjectsApi(self.api).patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PLURAL, name, {"status": status})
+
     def deployment(self, namespace: str, name: str) -> DeploymentState | None:
         try:
             d = self.apps.read_namespaced_deployment(name, namespace)

@@ -1,11 +1,13 @@
 """Pure renderers of InferenceService status: conditions, observation and last decision.
 
 Who owns which condition: the control loop (handlers.control, every tick) writes Ready, MetricsAvailable,
-Autoscaling and SLOMet; applying the children (handlers.reconcile_children) writes the kstatus pair Stalled and
-Reconciling, so a failed apply is never silent and Ready keeps saying whether Triton serves:
+Autoscaling and SLOMet; applying the children (handlers.reconcile_children, and handlers.repair_child putting
+back a child someone else changed) writes the kstatus pair Stalled and Reconciling, so a failed apply is never
+silent and Ready keeps saying whether Triton serves:
 - applied: Stalled=False and Reconciling=False, reason Reconciled;
 - refused for good (the spec, or something only a person can change, must change first: SpecInvalid,
-  ChildInvalid, ChildForbidden): Stalled=True, Reconciling=False, with the API server's message;
+  ChildInvalid, ChildForbidden): Stalled=True, Reconciling=False, with the API server's message; a quota
+  exceeded is retried every QUOTA_RETRY_S (an admin lifts it without touching the spec), the rest wait for the spec;
 - failed for now (Conflict, ApiUnavailable, Timeout, InternalError; kopf retries): Reconciling=True,
   Stalled=False, with the error.
 Both carry the generation they were computed for, and status.observedGeneration moves with them (kstatus reads
@@ -114,9 +116,22 @@ def api_error(body: str | bytes | None) -> str:
 
 
 def refused_for_good(status: int | None, message: str) -> bool:
-    """Whether an API error is about the object itself (retrying the same spec cannot help): invalid, forbidden,
-    or a server-side apply whose object does not fit the type (reported as a 500)."""
+    """Whether an API error is about the object itself or the place it goes (retrying the same spec at once cannot
+    help): invalid, forbidden, or a server-side apply whose object does not fit the type (reported as a 500)."""
     return status in (400, 403, 422) or (status == 500 and "failed to create typed patch object" in message)
+
+
+QUOTA_RETRY_S = 60.0
+"""Seconds between applies while a ResourceQuota forbids a child: an admin lifts a quota without touching the
+InferenceService, so no spec change would ever come to retry it; once a minute finds the lifted quota soon enough
+and costs the API server one refused request a minute per stalled service."""
+
+
+def retry_after(status: int | None, message: str) -> float | None:
+    """Seconds until a refusal for good is tried again by itself: a quota exceeded (403 "exceeded quota", which
+    the ResourceQuota admission answers) is lifted by people without a spec change; None for every other refusal
+    (RBAC and a terminating namespace are 403 too, and an invalid child stays invalid until the spec changes)."""
+    return QUOTA_RETRY_S if status == 403 and "exceeded quota" in message else None
 
 
 class ReconcileReason(enum.StrEnum):
@@ -142,7 +157,8 @@ class ReconcileReason(enum.StrEnum):
 
 STALLED_REASONS = frozenset({ReconcileReason.SPEC_INVALID, ReconcileReason.CHILD_INVALID,
                              ReconcileReason.CHILD_FORBIDDEN})
-"""Failures that retrying the same spec cannot fix: Stalled=True, and kopf does not retry them."""
+"""Failures that retrying the same spec at once cannot fix: Stalled=True; kopf retries them only after
+ReconcileFailure.retry_after_s (a quota), else never."""
 MESSAGE_LIMIT = 1024
 """Characters kept of a foreign error message (an invalid Deployment lists every cause)."""
 
@@ -154,6 +170,9 @@ class ReconcileFailure:
     reason: ReconcileReason
     message: str
     """For people: what was refused and the API server's own words."""
+    retry_after_s: float | None = None
+    """Seconds until the operator tries a stalled apply again by itself (a quota being lifted); None: a stalled
+    apply waits for the spec to change, a transient one follows kopf's back-off."""
 
     @property
     def stalled(self) -> bool:
@@ -165,23 +184,48 @@ def _one_line(text: str) -> str:
     return flat if len(flat) <= MESSAGE_LIMIT else flat[: MESSAGE_LIMIT - 3] + "..."
 
 
-def reconcile_failure(error: BaseException) -> ReconcileFailure:
-    """Classify what applying the children raised: an API error by its HTTP status (and the API server's
-    message), no answer (timeouts, connection errors) as Timeout, anything else as InternalError."""
+def _cause(error: BaseException) -> tuple[ReconcileReason, str, str, float | None]:
+    """(reason, what happened, the cause in its own words, retry_after_s) of what applying the children raised:
+    an API error by its HTTP status (and the API server's message), no answer (timeouts, connection errors) as
+    Timeout, anything else as InternalError."""
     if isinstance(error, ApiException):
         status = error.status
         detail = api_error(error.body or error.reason) or f"HTTP {status}"
         if refused_for_good(status, detail):
             reason = ReconcileReason.CHILD_FORBIDDEN if status == 403 else ReconcileReason.CHILD_INVALID
-            return ReconcileFailure(reason, _one_line(f"the API server refused a child: {detail}"))
+            return reason, "the API server refused a child", detail, retry_after(status, detail)
         reason = ReconcileReason.CONFLICT if status == 409 else ReconcileReason.API_UNAVAILABLE
-        return ReconcileFailure(reason, _one_line(f"the API server answered {status}, retrying: {detail}"))
+        return reason, f"the API server answered {status}", detail, None
     text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
     # urllib3's timeouts and connection errors (under the client) are its HTTPError, not builtin ones.
     if isinstance(error, (TimeoutError, OSError, urllib3.exceptions.HTTPError)):
-        return ReconcileFailure(ReconcileReason.TIMEOUT, _one_line(f"no answer from the API server, retrying: {text}"))
-    return ReconcileFailure(ReconcileReason.INTERNAL_ERROR,
-                            _one_line(f"applying the children failed, retrying: {text}"))
+        return ReconcileReason.TIMEOUT, "no answer from the API server", text, None
+    return ReconcileReason.INTERNAL_ERROR, "applying the children failed", text, None
+
+
+def reconcile_failure(error: BaseException) -> ReconcileFailure:
+    """Why applying the children failed, and when it is tried again: e.g. "the API server refused a child,
+    retrying every 60 s: deployments.apps "m" is forbidden: exceeded quota: q, ..." (see _cause)."""
+    reason, what, detail, retry_s = _cause(error)
+    if reason in STALLED_REASONS:
+        when = "" if retry_s is None else f", retrying every {retry_s:g} s"
+    else:
+        when = ", retrying"
+    return ReconcileFailure(reason, _one_line(f"{what}{when}: {detail}"), retry_s)
+
+
+def namespace_terminating(error: ApiException) -> bool:
+    """Whether the API server refused a create because the namespace is being deleted (403): the owner goes
+    with it, so a repair has nothing to report."""
+    return error.status == 403 and "because it is being terminated" in api_error(error.body or error.reason)
+
+
+def repair_failure(error: BaseException) -> ReconcileFailure:
+    """Why putting back a child that someone else changed or deleted failed (handlers.repair_child). Nothing
+    retries a repair by itself: the child's next change or a spec change does."""
+    reason, what, detail, _ = _cause(error)
+    return ReconcileFailure(reason, _one_line(f"repairing a child changed by someone else failed ({what}; the "
+                                              f"child's next change or a spec change retries it): {detail}"))
 
 
 def spec_failure(message: str) -> ReconcileFailure:
@@ -200,6 +244,11 @@ def reconcile_conditions(previous: list[dict[str, Any]] | None, failure: Reconci
     return [condition(previous, "Stalled", failure.stalled, failure.reason.value, failure.message, generation, now),
             condition(previous, "Reconciling", not failure.stalled, failure.reason.value, failure.message,
                       generation, now)]
+
+
+def reconcile_failed(conditions: Sequence[dict[str, Any]] | None) -> bool:
+    """Whether conditions (a status's, or a pair) say the last apply of the children failed."""
+    return any(c.get("type") in ("Stalled", "Reconciling") and c.get("status") == "True" for c in conditions or [])
 
 
 def _finite(value: float | None) -> float | None:
