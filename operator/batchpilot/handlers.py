@@ -21,7 +21,7 @@ from batchpilot.api.parse import SpecError, parse_spec
 from batchpilot.api.spec import GROUP, KIND, PLURAL, VERSION, InferenceServiceSpec
 from batchpilot.build import status as render
 from batchpilot.build.names import ChildNames
-from batchpilot.build.pod_health import failure_event
+from batchpilot.build.tick_status import TickOutcome, tick_write
 from batchpilot.control_loop import tick
 from batchpilot.leadership import AlwaysLeader, Leadership, identity
 from batchpilot.reconcile import edited_by_others, reconcile
@@ -245,36 +245,15 @@ def control(body: kopf.Body, spec: kopf.Spec, name: str, namespace: str | None, 
             raise
     if result is None:
         return
-    obs, decision = result.observation, result.decision
+    obs, decision, retuned = result.observation, result.decision, result.retune
     memo.history, memo.batch_stats = decision.history, result.batch_stats
-    previous = status.get("conditions")
-    pods = pods_health(result.pods)
-    conditions = render.merge_conditions(
-        render.tick_conditions(previous, parsed, obs, decision, result.metrics_error, pods,
-                               int(meta.get("generation") or 0), now),
-        _pairs(memo).get(str(meta.get("uid"))) or [])  # the last apply's pair, even if written while this tick ran
-    patch.status["conditions"] = conditions
-    failure = failure_event(previous, render.find(conditions, "Ready"))
-    if failure is not None:
-        kopf.event(body, type="Warning", reason=failure[0], message=failure[1])
-    patch.status["replicas"] = decision.replicas
-    patch.status["readyReplicas"] = obs.ready_replicas
-    patch.status["observed"] = render.observed(obs, now)
+    outcome = TickOutcome(obs, decision, result.metrics_error, result.acted, retuned, pods_health(result.pods))
+    write = tick_write(outcome, parsed, status.get("conditions"), _pairs(memo).get(str(meta.get("uid"))),
+                       int(meta.get("generation") or 0), now)
+    for key, value in write.status.items():
+        patch.status[key] = value
+    for event in write.events:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
     metrics.record_tick(namespace, name, parsed.slo.latency_ms, obs, decision)
-    retuned = result.retune
-    changed = retuned.tuning if retuned is not None and retuned.changed and retuned.error is None else None
-    if result.acted or changed is not None:
-        patch.status["lastDecision"] = render.last_decision(obs, decision, now, changed)
-    if result.acted:
-        patch.status["lastScaleTime"] = render.rfc3339(now)
-        kopf.event(body, type="Normal", reason=decision.reason, message=decision.message)
     if retuned is not None:
-        failed = retuned.error is not None
-        metrics.queue_delay_us.labels(*labels).set(float("nan") if failed else retuned.tuning.queue_delay_us)
-        metrics.instance_count.labels(*labels).set(float("nan") if failed else retuned.tuning.instance_count)
-        if not failed:
-            patch.status["batching"] = render.applied_batching(retuned.tuning, retuned.pods)
-        if failed or retuned.changed:
-            kind, reason, message = render.retune_event(retuned.tuning, retuned.pods, retuned.changed,
-                                                        retuned.error, decision.reason)
-            kopf.event(body, type=kind, reason=reason, message=message)
+        metrics.record_retune(namespace, name, retuned)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app
 
 from batchpilot.control.types import Decision, Observation
+
+if TYPE_CHECKING:
+    from batchpilot.retune import Retune
 
 LABELS = ["namespace", "inferenceservice"]
 
@@ -50,6 +53,14 @@ def record_tick(namespace: str, name: str, slo_ms: float, obs: Observation, deci
             gauge.labels(*labels).set(value)
     decisions.labels(*labels, decision.reason).inc()
     loop_errors.labels(*labels)
+
+
+def record_retune(namespace: str, name: str, retune: Retune) -> None:
+    """A retune pass of one service: the batching every pod runs now, NaN after a failed pass (rolled back, so the
+    pods run what they ran before, which the next pass reads again)."""
+    failed = retune.error is not None
+    queue_delay_us.labels(namespace, name).set(float("nan") if failed else retune.tuning.queue_delay_us)
+    instance_count.labels(namespace, name).set(float("nan") if failed else retune.tuning.instance_count)
 
 
 class _Server(ThreadingMixIn, WSGIServer):
