@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from batchpilot.adapters.kube import DeploymentState, placement
-from batchpilot.adapters.prometheus import MetricsUnavailable, ServiceMetrics
+from batchpilot.adapters.prometheus import MetricsUnavailable
 from batchpilot.adapters.promql import ServiceQueries
 from batchpilot.adapters.triton import STATS_TIMEOUT_S, service_batch_stats
 from batchpilot.api.spec import InferenceServiceSpec
@@ -20,7 +20,7 @@ from batchpilot.build.children import config_map
 from batchpilot.build.names import ChildNames
 from batchpilot.control.batch_stats import BatchCompute, Timed, concurrency, since_last_tick
 from batchpilot.control.planner import decide
-from batchpilot.control.types import Decision, History, Observation
+from batchpilot.control.types import Decision, History, Observation, ServiceMetrics, metric_values
 from batchpilot.reconcile import owned_by, tuned
 from batchpilot.retune import Retune, retune
 from batchpilot.settings import OperatorSettings
@@ -95,10 +95,7 @@ def tick(
                               window_s=settings.metrics_window_seconds,
                               batch_compute=batch_compute, concurrency=in_flight)
     if metrics is not None:
-        observation = replace(observation, latency_ms=metrics.latency_ms, arrival_rate=metrics.arrival_rate,
-                              queue_ms=metrics.queue_ms, compute_ms=metrics.compute_ms,
-                              avg_batch_size=metrics.avg_batch_size, pending=metrics.pending,
-                              gpu_utilization=metrics.gpu_utilization)
+        observation = replace(observation, **metric_values(metrics))
     decision = decide(spec, observation, history, now)
     # autoscaling.mode external: an HPA or KEDA owns the count; the operator never writes it, whatever decide says.
     acted = decision.changes(observation) and spec.autoscaling.mode != "external"

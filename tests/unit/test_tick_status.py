@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
 import pytest
 
 from batchpilot.api.spec import InferenceServiceSpec
+from batchpilot.api.status import ObservedMetrics
 from batchpilot.build.batching import Tuning
 from batchpilot.build.pod_health import PodHealth
 from batchpilot.build.status import rfc3339
 from batchpilot.build.tick_status import Event, TickOutcome, tick_write
-from batchpilot.control.types import Decision, DecisionReason, Observation
+from batchpilot.control.types import Decision, DecisionReason, Observation, ServiceMetrics, metric_values
 from batchpilot.retune import Retune
 
 NOW = 1_800_000_000.0
@@ -91,3 +93,13 @@ def test_the_last_applys_pair_is_carried_into_the_conditions() -> None:
     stalled = [c for c in w.status["conditions"] if c["type"] == "Stalled"]
     assert stalled == pair
     assert {c["type"] for c in w.status["conditions"]} >= {"Ready", "MetricsAvailable", "Autoscaling", "SLOMet"}
+
+
+def test_status_observed_shows_every_metric_the_observation_carries_and_nothing_else() -> None:
+    """ServiceMetrics (control/types.py) is the one declaration of the service's metrics; the API's
+    ObservedMetrics must name the same fields, plus when they were read."""
+    assert {f.name for f in fields(ServiceMetrics)} | {"at"} == set(ObservedMetrics.model_fields)
+    status, _ = write(outcome())
+    wire = {f.name: ObservedMetrics.model_fields[f.name].alias or f.name for f in fields(ServiceMetrics)}
+    assert {wire[name]: value for name, value in metric_values(OBS).items()} == \
+        {k: v for k, v in status["observed"].items() if k != "at"}

@@ -3,28 +3,16 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 from prometheus_api_client import PrometheusConnect
 from urllib3.util.retry import Retry
 
 from batchpilot.adapters.promql import ServiceQueries
+from batchpilot.control.types import ServiceMetrics
 
 
 class MetricsUnavailable(Exception):
     """Prometheus could not be asked, or had no fresh samples for the service."""
-
-
-@dataclass(frozen=True)
-class ServiceMetrics:
-    latency_ms: float | None
-    arrival_rate: float
-    queue_ms: float | None = None
-    compute_ms: float | None = None
-    avg_batch_size: float | None = None
-    pending: float | None = None
-    gpu_utilization: float | None = None
-    """0..1, mean over the service's GPUs; None where Triton exports no GPU metrics."""
 
 
 class PrometheusReader:

@@ -40,7 +40,7 @@ from batchpilot.api.status import (
 )
 from batchpilot.build.batching import Tuning
 from batchpilot.build.pod_health import PodHealth, assess
-from batchpilot.control.types import Decision, History, Observation
+from batchpilot.control.types import Decision, History, Observation, metric_values
 
 
 def rfc3339(ts: float) -> str:
@@ -258,11 +258,8 @@ def _finite(value: float | None) -> float | None:
 
 def observed(obs: Observation, now: float) -> dict[str, Any]:
     """status.observed from one observation; absent values are None so the merge patch removes stale ones."""
-    return ObservedMetrics(
-        arrival_rate=_finite(obs.arrival_rate), latency_ms=_finite(obs.latency_ms), queue_ms=_finite(obs.queue_ms),
-        compute_ms=_finite(obs.compute_ms), avg_batch_size=_finite(obs.avg_batch_size),
-        pending=_finite(obs.pending), gpu_utilization=_finite(obs.gpu_utilization), at=rfc3339(now),
-    ).model_dump(by_alias=True, mode="json")
+    values = {name: _finite(value) for name, value in metric_values(obs).items()}
+    return ObservedMetrics(**values, at=rfc3339(now)).model_dump(by_alias=True, mode="json")
 
 
 def last_decision(obs: Observation, decision: Decision, now: float, retuned: Tuning | None = None) -> dict[str, Any]:

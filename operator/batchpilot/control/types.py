@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from batchpilot.control.batch_stats import BatchCompute
 from batchpilot.control.capacity import CapacityModel
@@ -50,19 +51,12 @@ class DecisionReason(enum.StrEnum):
     """spec.paused: observing only."""
 
 
-@dataclass(frozen=True)
-class Observation:
-    """One look at the service: Prometheus (metrics), Triton (batch statistics), the Deployment (replicas)."""
+@dataclass(frozen=True, kw_only=True)
+class ServiceMetrics:
+    """What Prometheus says of a service, declared once: adapters/prometheus.py reads it, the Observation carries
+    it (it is one), status.observed shows it (api/status.py ObservedMetrics has these fields and `at`; a unit test
+    keeps the two equal)."""
 
-    at: float
-    """Unix time of the observation."""
-    replicas: int
-    """Desired replicas of the Deployment now."""
-    ready_replicas: int
-    """Replicas whose Triton is ready (Pending or starting pods are not capacity)."""
-    unschedulable: int = 0
-    """Pods of the service the scheduler could not place (PodScheduled False, reason Unschedulable): asked for,
-    and not coming until the cluster has room."""
     latency_ms: float | None = None
     """Latency at the SLO percentile, worst pod; None when metrics are missing or stale."""
     arrival_rate: float | None = None
@@ -75,6 +69,29 @@ class Observation:
     """Inferences per model execution over the window."""
     pending: float | None = None
     """Requests queued in Triton now, all pods."""
+    gpu_utilization: float | None = None
+    """Mean GPU utilization of the service's pods, 0..1; None without GPU metrics (CPU). Shown, not planned on."""
+
+
+def metric_values(metrics: ServiceMetrics) -> dict[str, Any]:
+    """The ServiceMetrics fields of `metrics` (an Observation too), by name: what a copy of them passes on."""
+    return {f.name: getattr(metrics, f.name) for f in fields(ServiceMetrics)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Observation(ServiceMetrics):
+    """One look at the service: Prometheus (its ServiceMetrics), Triton (batch statistics), the Deployment
+    (replicas)."""
+
+    at: float
+    """Unix time of the observation."""
+    replicas: int
+    """Desired replicas of the Deployment now."""
+    ready_replicas: int
+    """Replicas whose Triton is ready (Pending or starting pods are not capacity)."""
+    unschedulable: int = 0
+    """Pods of the service the scheduler could not place (PodScheduled False, reason Unschedulable): asked for,
+    and not coming until the cluster has room."""
     queue_delay_us: int | None = None
     """The queue delay the pods run now (None: unknown, the spec's is assumed)."""
     instance_count: int = 1
@@ -87,8 +104,6 @@ class Observation:
     concurrency: float | None = None
     """Mean batches in flight per ready pod since the last tick, from the same statistics (at most the instance
     count); None when no pod was seen at both ticks."""
-    gpu_utilization: float | None = None
-    """Mean GPU utilization of the service's pods, 0..1; None without GPU metrics (CPU). Shown, not planned on."""
 
 
 @dataclass(frozen=True)
