@@ -9,9 +9,11 @@ import os
 import re
 import subprocess
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
@@ -227,13 +229,18 @@ def observed_at(status: dict[str, Any]) -> float:
     return rfc3339_time(at) if at else 0.0
 
 
+def event_time(event: dict[str, Any]) -> float:
+    """Unix time of an Event (kopf posts one Event per call, its eventTime to the microsecond)."""
+    return rfc3339_time(event.get("eventTime") or event.get("firstTimestamp")
+                        or event["metadata"]["creationTimestamp"])
+
+
 def isvc_events(sandbox: Sandbox, namespace: str, name: str) -> list[dict[str, Any]]:
     """The service's Events, oldest first."""
     items: list[dict[str, Any]] = json.loads(sandbox.kubectl(
         "get", "events", "-n", namespace, "--field-selector",
         f"involvedObject.kind=InferenceService,involvedObject.name={name}", "-o", "json"))["items"]
-    return sorted(items, key=lambda e: rfc3339_time(e.get("eventTime") or e.get("firstTimestamp")
-                                                    or e["metadata"]["creationTimestamp"]))
+    return sorted(items, key=event_time)
 
 
 SCALE_STEP = re.compile(r"(\d+) -> (\d+)")
@@ -251,6 +258,13 @@ def scale_steps(events: Sequence[dict[str, Any]]) -> list[tuple[int, int]]:
         assert pairs, f"a scale Event without its step: {e['reason']}: {e['message']}"
         steps += [(int(pairs[-1][0]), int(pairs[-1][1]))] * int(e.get("count") or 1)
     return steps
+
+
+def actions_between(events: Sequence[dict[str, Any]], start: float, end: float) -> list[str]:
+    """`reason: message` of each action Event (a scale step or a retune pass: every Normal Event but Reconciled)
+    posted in [start, end)."""
+    return [f"{e['reason']}: {e['message']}" for e in events if e["type"] == "Normal" and e["reason"] != "Reconciled"
+            and start <= event_time(e) < end]
 
 
 def broken_chain(steps: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -353,3 +367,38 @@ def fault_line(name: str, load: BackgroundLoad, **figures: object) -> str:
     failed = sum(r.errors for r in load.rows)
     return f"FAULT {name}: failed {failed} of ~{offered} requests; " + \
         ", ".join(f"{k} {v}" for k, v in figures.items())
+
+
+# -- Prometheus outages (tests/e2e/test_metrics_outage.py, tests/e2e/faults_long.py)
+
+METRICS_CONDITION_LAG_S = 12.0
+"""MetricsAvailable follows Prometheus going away within one loop period (5 s) plus one failed query (a 5 s
+timeout at most; a stopped Prometheus refuses at once), with 2 s to spare for the 1 s sampling."""
+
+
+@dataclass
+class Outage:
+    """When Prometheus went away and when it answered again (None until it has)."""
+
+    down_at: float
+    back_at: float | None = None
+
+
+@contextlib.contextmanager
+def prometheus_outage(sandbox: Sandbox) -> Iterator[Outage]:
+    """The sandbox's Prometheus stopped (its data kept, as a crashed or evicted pod with a volume) for the with
+    block; started again on the way out, whatever happened inside, and ready by the time back_at is set."""
+    prometheus = sandbox.prometheus
+    assert prometheus is not None, "the sandbox runs no Prometheus"
+    prometheus.stop()
+    outage = Outage(time.time())
+    try:
+        yield outage
+    finally:
+        prometheus.start()
+        outage.back_at = time.time()
+
+
+def first_metrics_state(samples: Sequence[ServiceSample], since: float, state: str) -> ServiceSample | None:
+    """The first sample at or after since whose MetricsAvailable condition reads state ("True" or "False")."""
+    return next((s for s in samples if s.at >= since and s.metrics_available == state), None)

@@ -11,16 +11,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import factories
 from batchpilot.api.spec import InferenceServiceSpec
 from batchpilot.control.batch_stats import BatchSizeCompute as B
 from batchpilot.control.capacity import Candidate, CapacityModel
 from batchpilot.control.limits import RETUNE_INTERVAL_S
 from batchpilot.control.planner import PROBE_S, decide, instance_choices
 from batchpilot.control.types import History, Observation
+from factories import H100_RESNET50_MS, NOW, observation, service_spec
 
-NOW = 1_000_000.0
-# The sandbox's emulated GPU: ResNet-50 on an H100, ten times slower (ms per batch).
-PROFILE = [(1, 47.4), (2, 40.7), (4, 41.2), (8, 43.3), (16, 43.7), (32, 43.2), (64, 76.9)]
+PROFILE = H100_RESNET50_MS
 ONE = CapacityModel.from_profile(PROFILE)
 
 
@@ -28,18 +28,15 @@ def spec(mode: str = "auto", most: int | None = 2, **batching: Any) -> Inference
     b: dict[str, Any] = {"mode": mode, **batching}
     if most is not None:
         b["maxInstanceCount"] = most
-    return InferenceServiceSpec.model_validate({
-        "model": {"name": "m", "repository": {"configMap": "f"}, "maxBatchSize": 4,
-                  "profile": {"points": [{"batchSize": s, "latencyMs": ms} for s, ms in PROFILE]}},
-        "slo": {"latencyMs": 150}, "autoscaling": {"minReplicas": 1, "maxReplicas": 8}, "batching": b})
+    return service_spec(model={"maxBatchSize": 4, "profile": factories.profile()}, slo_ms=150,
+                        autoscaling={"minReplicas": 1, "maxReplicas": 8}, batching=b)
 
 
 def obs(instances: int = 1, rate: float = 120, p95: float = 140, queue: float = 20,
         batch_compute: tuple[tuple[int, float, int], ...] = (), in_flight: float | None = None) -> Observation:
     """One replica short of what 120 req/s needs with one instance, not yet breaching."""
-    return Observation(at=NOW, replicas=1, ready_replicas=1, latency_ms=p95, arrival_rate=rate, queue_ms=queue,
-                       queue_delay_us=2000, instance_count=instances, batch_compute=batch_compute,
-                       concurrency=in_flight)
+    return observation(1, rate, latency_ms=p95, queue_ms=queue, queue_delay_us=2000, instance_count=instances,
+                       batch_compute=batch_compute, concurrency=in_flight)
 
 
 def measured(slowdown: float) -> tuple[B, ...]:

@@ -10,34 +10,28 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import factories
 from batchpilot.api.spec import InferenceServiceSpec
 from batchpilot.control.batch_stats import BatchSizeCompute as B
 from batchpilot.control.capacity import Candidate, CapacityModel
 from batchpilot.control.planner import decide, projected
 from batchpilot.control.types import History, Observation
+from factories import H100_RESNET50_MS, NOW, observation, service_spec
 
-NOW = 1_000_000.0
 SCALE_UP_COOLDOWN_S = 10  # spec.autoscaling.scaleUp.cooldownSeconds default
-# The sandbox's emulated GPU: ResNet-50 on an H100, ten times slower (ms per batch).
-PROFILE = [(1, 47.4), (2, 40.7), (4, 41.2), (8, 43.3), (16, 43.7), (32, 43.2), (64, 76.9)]
+PROFILE = H100_RESNET50_MS
 
 
 def spec(lo: int = 1, hi: int = 8, slo: float = 150, max_batch: int = 4, profile: bool = True,
          paused: bool = False, window: int = 60, **autoscaling: Any) -> InferenceServiceSpec:
-    model: dict[str, Any] = {"name": "m", "repository": {"configMap": "m-files"}, "maxBatchSize": max_batch}
-    if profile:
-        model["profile"] = {"points": [{"batchSize": b, "latencyMs": ms} for b, ms in PROFILE]}
-    return InferenceServiceSpec.model_validate({
-        "model": model, "slo": {"latencyMs": slo}, "paused": paused,
-        "autoscaling": {"minReplicas": lo, "maxReplicas": hi,
-                        "scaleDown": {"stabilizationSeconds": window}, **autoscaling},
-    })
+    model: dict[str, Any] = {"maxBatchSize": max_batch, **({"profile": factories.profile()} if profile else {})}
+    return service_spec(model=model, slo_ms=slo, paused=paused, autoscaling={
+        "minReplicas": lo, "maxReplicas": hi, "scaleDown": {"stabilizationSeconds": window}, **autoscaling})
 
 
 def obs(replicas: int, rate: float, p95: float | None = 100.0, ready: int | None = None, queue: float = 5.0,
         compute: float | None = None, batch: float | None = None) -> Observation:
-    return Observation(at=NOW, replicas=replicas, ready_replicas=replicas if ready is None else ready,
-                       latency_ms=p95, arrival_rate=rate, queue_ms=queue, compute_ms=compute,
+    return observation(replicas, rate, ready=ready, latency_ms=p95, queue_ms=queue, compute_ms=compute,
                        avg_batch_size=batch)
 
 

@@ -7,23 +7,18 @@ import pytest
 from batchpilot.api.spec import InferenceServiceSpec
 from batchpilot.control.step_rule import CALM_FRACTION, decide
 from batchpilot.control.types import History, Observation
+from factories import NOW, observation, service_spec
 
-NOW = 1_000_000.0
 SCALE_UP_COOLDOWN_S = 10  # spec.autoscaling.scaleUp.cooldownSeconds default
 
 
 def spec(paused: bool = False, lo: int = 1, hi: int = 4, window: int = 60) -> InferenceServiceSpec:
-    return InferenceServiceSpec.model_validate({
-        "model": {"name": "m", "repository": {"configMap": "m-files"}},
-        "slo": {"latencyMs": 100},
-        "autoscaling": {"minReplicas": lo, "maxReplicas": hi, "scaleDown": {"stabilizationSeconds": window}},
-        "paused": paused,
-    })
+    return service_spec(slo_ms=100, paused=paused, autoscaling={
+        "minReplicas": lo, "maxReplicas": hi, "scaleDown": {"stabilizationSeconds": window}})
 
 
 def obs(replicas: int, latency: float | None, ready: int | None = None) -> Observation:
-    return Observation(at=NOW, replicas=replicas, ready_replicas=replicas if ready is None else ready,
-                       latency_ms=latency, arrival_rate=10.0)
+    return observation(replicas, 10.0, ready=ready, latency_ms=latency)
 
 
 CASES = [

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from batchpilot.api.spec import InferenceServiceSpec
 from batchpilot.api.status import ObservedMetrics
 from batchpilot.build.batching import Tuning
 from batchpilot.build.pod_health import PodHealth
@@ -15,11 +14,10 @@ from batchpilot.build.status import rfc3339
 from batchpilot.build.tick_status import Event, TickOutcome, tick_write
 from batchpilot.control.types import Decision, DecisionReason, Observation, ServiceMetrics, metric_values
 from batchpilot.retune import Retune
+from factories import service_spec
 
 NOW = 1_800_000_000.0
-SPEC = InferenceServiceSpec.model_validate({
-    "model": {"name": "m", "repository": {"configMap": "m-files"}, "maxBatchSize": 8},
-    "slo": {"latencyMs": 200}, "autoscaling": {"minReplicas": 1, "maxReplicas": 4}})
+SPEC = service_spec(model={"maxBatchSize": 8}, slo_ms=200, autoscaling={"minReplicas": 1, "maxReplicas": 4})
 OBS = Observation(at=NOW, replicas=2, ready_replicas=2, latency_ms=80.0, arrival_rate=50.0, queue_ms=3.0,
                   compute_ms=20.0, avg_batch_size=2.0, queue_delay_us=1000, instance_count=1)
 HEALTHY = [PodHealth("m-0", phase="Running", ready=True), PodHealth("m-1", phase="Running", ready=True)]
