@@ -74,14 +74,15 @@ bench: deps tools bench-sim bench-fleet compare bench-faults ## reconcile 1,000 
 	$(BIN)/python -m bench.decide_cost --out out/bench
 	$(BIN)/python -m bench.sim_validate --out out/bench/validate
 
-bench-sim: deps ## the simulator comparison alone (every trace, both profiles, 5 seeds, peers swept), served however late and with late requests rejected; writes out/bench/sim/ and out/bench/sim-reject-late/
+bench-sim: deps ## the simulator comparison alone (every trace, both profiles, 5 seeds, peers swept), served however late and with late requests rejected, and the MMPP ceiling of any reactive policy (bench/sim_ceiling.py); writes out/bench/sim/ and out/bench/sim-reject-late/
 	$(BIN)/python -m bench.sim_compare --out out/bench/sim $(SIM_ARGS)
 	$(BIN)/python -m bench.sim_compare --reject-late --out out/bench/sim-reject-late $(SIM_ARGS)
+	for c in cached-image image-pull new-node; do $(BIN)/python -m bench.sim_ceiling --seeds 5 --cold-start $$c; done > out/bench/sim-reject-late/ceiling-mmpp.md
 
 compare: deps tools ## Batchpilot vs the real KEDA and HPA in the sandbox (3 load shapes x 5 configs, ~60 min; COMPARE_ARGS=--quick ~15 min) and the simulator on the same arrivals; writes out/bench/compare/
 	$(BIN)/python -m bench.compare_real --out out/bench/compare $(COMPARE_ARGS)
 
-bench-faults: deps tools ## the longer faults under load in the sandbox (operator SIGKILLed mid-retune, Prometheus restarted with its data lost; ~5 min); writes out/bench/faults/
+bench-faults: deps tools ## the longer faults under load in the sandbox (operator SIGKILLed mid-retune, Prometheus restarted with its data lost, Prometheus down 5 minutes; ~15 min); writes out/bench/faults/
 	$(BIN)/python -m bench.faults --out out/bench/faults
 
 bench-fleet: deps ## the simulator at fleet scale: one service up to 1,000 replicas, 200 services on one GPU pool; writes out/bench/fleet/
