@@ -402,3 +402,11 @@ def prometheus_outage(sandbox: Sandbox) -> Iterator[Outage]:
 def first_metrics_state(samples: Sequence[ServiceSample], since: float, state: str) -> ServiceSample | None:
     """The first sample at or after since whose MetricsAvailable condition reads state ("True" or "False")."""
     return next((s for s in samples if s.at >= since and s.metrics_available == state), None)
+
+
+def metrics_available_since(sandbox: Sandbox, namespace: str, name: str) -> tuple[str, float] | None:
+    """The MetricsAvailable condition's status and its lastTransitionTime as Unix time (whole seconds: when the
+    tick that flipped it started), None before the first tick."""
+    status = isvc_status(sandbox, namespace, name)
+    cond = next((c for c in status.get("conditions") or [] if c["type"] == "MetricsAvailable"), None)
+    return (str(cond["status"]), rfc3339_time(cond["lastTransitionTime"])) if cond else None

@@ -2,8 +2,9 @@
 by `make test`, whose share of the fault matrix is tests/e2e/test_faults.py (this file's name does not match
 pytest's test_*.py, so the suite leaves it out; pytest collects it when given its path).
 
-Faults: the operator SIGKILLed in the middle of a retune pass; Prometheus restarted with its data lost. Each
-prints its figures (the `FAULT` line) for the note's table.
+Faults: the operator SIGKILLed in the middle of a retune pass; Prometheus restarted with its data lost;
+Prometheus down for 5 minutes under steady load (`make test` has a 60 s outage, tests/e2e/test_metrics_outage.py).
+Each prints its figures (the `FAULT` line) for the note's table.
 """
 
 from __future__ import annotations
@@ -19,14 +20,19 @@ from batchpilot.sandbox.sample import SampleService
 from batchpilot.sandbox.stack import Sandbox
 from support import (
     FAULT_RECOVERY_BOUND_S,
+    METRICS_CONDITION_LAG_S,
     BackgroundLoad,
+    actions_between,
     broken_chain,
     fault_line,
     fault_report,
+    first_metrics_state,
     isvc_events,
     isvc_status,
     live_queue_delay,
+    metrics_available_since,
     observed_at,
+    prometheus_outage,
     release_namespace,
     revert_pods,
     scale_steps,
@@ -155,4 +161,75 @@ def test_prometheus_restart_with_data_loss(sandbox: Sandbox) -> None:
     assert blind and min(blind) >= before, report  # an empty TSDB is no data, not no load
     assert recovery_s <= FAULT_RECOVERY_BOUND_S, report
     assert not broken_chain(steps), report
+    assert sum(r.errors for r in load.rows) == 0, report
+
+
+def test_five_minute_prometheus_outage_under_steady_load(sandbox: Sandbox) -> None:
+    """Steady load holds the service above its minimum when Prometheus goes away for 5 minutes, five times the
+    30 s stabilization window after which a loop that read no data as no load would remove replicas. While
+    blind (MetricsAvailable False, within METRICS_CONDITION_LAG_S) the outage policy (hold) keeps the count and
+    the batching: the Deployment never shrinks, status.batching never moves, no scale or Retuned Event. Triton
+    serves on without Prometheus: no request fails. Prometheus comes back with its data; the load drops as it
+    does, so the loop has something to do: MetricsAvailable is True again within FAULT_RECOVERY_BOUND_S, and the
+    scale-down follows within that plus the stabilization window and one rate window."""
+    warm_s, outage_s, after_s = 60.0, 300.0, 120.0
+    sample = SampleService(name="blind5", namespace="e2e-fault-outage5", model="resnet50")
+    act_bound_s = FAULT_RECOVERY_BOUND_S + sample.scale_down_stabilization_seconds + sandbox.config.metrics_window_s
+    load = BackgroundLoad(sandbox, sample, f"{warm_s + outage_s:g}s@120,{after_s:g}s@15")
+    try:
+        watch = load.start()
+        time.sleep(warm_s)
+        with prometheus_outage(sandbox) as outage:
+
+            def flipped(state: str, since: float) -> float | None:
+                """When the tick that turned MetricsAvailable to state started, once one at or after since has."""
+                cond = metrics_available_since(sandbox, sample.namespace, sample.name)
+                return cond[1] if cond and cond[0] == state and cond[1] >= int(since) else None
+
+            # The first blind tick: from it on, an action Event would be one taken blind.
+            first_blind_tick = wait_for("MetricsAvailable False", lambda: flipped("False", outage.down_at),
+                                        METRICS_CONDITION_LAG_S + 10, lambda: fault_report(sandbox, load))
+            time.sleep(max(0.0, outage.down_at + outage_s - time.time()))
+        assert outage.back_at is not None
+        back_at = outage.back_at
+        first_fresh_tick = wait_for("MetricsAvailable True after the restart", lambda: flipped("True", back_at),
+                                    act_bound_s, lambda: fault_report(sandbox, load))
+        went_blind = first_metrics_state(watch.samples, outage.down_at, "False")
+        assert went_blind is not None, fault_report(sandbox, load, "the watch never saw MetricsAvailable False")
+        available_at = wait_for("the watch seeing MetricsAvailable True",
+                                lambda: first_metrics_state(watch.samples, back_at, "True"), 10).at
+        held = went_blind.replicas
+
+        def scaled_down() -> float | None:
+            return next((s.at for s in watch.samples if s.at >= available_at and s.replicas < held), None)
+
+        acted_at = wait_for(f"a scale-down from {held} once metrics are back", scaled_down, act_bound_s,
+                            lambda: fault_report(sandbox, load))
+        load.join()
+        events = isvc_events(sandbox, sample.namespace, sample.name)
+    finally:
+        load.join()
+        release_namespace(sandbox, sample.namespace)
+    blind = [s for s in watch.samples if went_blind.at <= s.at < available_at]
+    replicas = sorted({s.replicas for s in blind})
+    batching = sorted({(s.queue_delay_us, s.instance_count) for s in blind}, key=str)
+    # Up to the first tick that read metrics again: an action it takes is the loop's ordinary work, not blind.
+    while_blind = actions_between(events, first_blind_tick, first_fresh_tick)
+    blind_s, available_s, acted_s = went_blind.at - outage.down_at, available_at - back_at, acted_at - back_at
+    report = fault_report(sandbox, load, f"{held} replica(s) when it went blind, {blind_s:.1f}s after the stop; "
+                          f"down {back_at - outage.down_at:.0f}s; replicas while blind {replicas}, batching (delay us, "
+                          f"instances) {batching}; actions while blind {while_blind}; MetricsAvailable True "
+                          f"{available_s:.1f}s after the restart; scale-down {acted_s:.1f}s after it; "
+                          f"steps {scale_steps(events)}")
+    print(report, fault_line("prometheus-outage-5min", load, down_s=f"{back_at - outage.down_at:.0f}",
+                             held=held, blind_after_s=f"{blind_s:.1f}", metrics_back_s=f"{available_s:.1f}",
+                             scale_down_after_s=f"{acted_s:.1f}", actions_while_blind=len(while_blind)), sep="\n")
+
+    assert held > sample.min_replicas, f"the load did not scale the service up, so the outage proves nothing\n{report}"
+    assert blind_s <= METRICS_CONDITION_LAG_S, report
+    assert all(s.metrics_available == "False" for s in blind), report
+    assert blind and min(replicas) >= held, report  # the Deployment never shrank while blind
+    assert len(batching) == 1 and while_blind == [], report  # no retune, no scale action either
+    assert available_s <= FAULT_RECOVERY_BOUND_S, report
+    assert acted_s <= act_bound_s, report
     assert sum(r.errors for r in load.rows) == 0, report
