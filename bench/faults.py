@@ -23,14 +23,14 @@ MODULE = Path(__file__).resolve().parents[1] / "tests" / "e2e" / "faults_long.py
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("out/bench/faults"))
-    parser.add_argument("pytest_args", nargs="*", help="more pytest arguments (e.g. -k prometheus)")
-    args = parser.parse_args(argv)
+    parser.epilog = "Any other argument goes to pytest as it is (e.g. -k prometheus)."
+    args, pytest_args = parser.parse_known_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     log = args.out / "faults_long.log"
     # Its own temporary root (the sandbox's logs stay there): pytest's shared one keeps only the newest 3 runs, and
     # another pytest on the machine could remove this sandbox's files while it runs.
     argv_pytest = [sys.executable, "-m", "pytest", str(MODULE), "-s", "-q", "-p", "no:cacheprovider",
-                   "--durations=5", f"--basetemp={(args.out / 'sandbox').resolve()}", *args.pytest_args]
+                   "--durations=5", f"--basetemp={(args.out / 'sandbox').resolve()}", *pytest_args]
     with open(log, "w") as out:
         done = subprocess.run(argv_pytest, stdout=out, stderr=subprocess.STDOUT, cwd=MODULE.parents[2])
     text = log.read_text(errors="replace")

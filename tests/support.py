@@ -404,9 +404,12 @@ def first_metrics_state(samples: Sequence[ServiceSample], since: float, state: s
     return next((s for s in samples if s.at >= since and s.metrics_available == state), None)
 
 
-def metrics_available_since(sandbox: Sandbox, namespace: str, name: str) -> tuple[str, float] | None:
-    """The MetricsAvailable condition's status and its lastTransitionTime as Unix time (whole seconds: when the
-    tick that flipped it started), None before the first tick."""
+def metrics_flipped_at(sandbox: Sandbox, namespace: str, name: str, state: str, since: float) -> float | None:
+    """When the tick that turned the MetricsAvailable condition to state ("True" or "False") started (its
+    lastTransitionTime, whole seconds), once it reads state since that second; None before."""
     status = isvc_status(sandbox, namespace, name)
     cond = next((c for c in status.get("conditions") or [] if c["type"] == "MetricsAvailable"), None)
-    return (str(cond["status"]), rfc3339_time(cond["lastTransitionTime"])) if cond else None
+    if cond is None or cond["status"] != state:
+        return None
+    at = rfc3339_time(cond["lastTransitionTime"])
+    return at if at >= int(since) else None

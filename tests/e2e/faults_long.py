@@ -30,7 +30,7 @@ from support import (
     isvc_events,
     isvc_status,
     live_queue_delay,
-    metrics_available_since,
+    metrics_flipped_at,
     observed_at,
     prometheus_outage,
     release_namespace,
@@ -179,20 +179,17 @@ def test_five_minute_prometheus_outage_under_steady_load(sandbox: Sandbox) -> No
     try:
         watch = load.start()
         time.sleep(warm_s)
+        ns, name = sample.namespace, sample.name
         with prometheus_outage(sandbox) as outage:
-
-            def flipped(state: str, since: float) -> float | None:
-                """When the tick that turned MetricsAvailable to state started, once one at or after since has."""
-                cond = metrics_available_since(sandbox, sample.namespace, sample.name)
-                return cond[1] if cond and cond[0] == state and cond[1] >= int(since) else None
-
             # The first blind tick: from it on, an action Event would be one taken blind.
-            first_blind_tick = wait_for("MetricsAvailable False", lambda: flipped("False", outage.down_at),
+            first_blind_tick = wait_for("MetricsAvailable False",
+                                        lambda: metrics_flipped_at(sandbox, ns, name, "False", outage.down_at),
                                         METRICS_CONDITION_LAG_S + 10, lambda: fault_report(sandbox, load))
             time.sleep(max(0.0, outage.down_at + outage_s - time.time()))
         assert outage.back_at is not None
         back_at = outage.back_at
-        first_fresh_tick = wait_for("MetricsAvailable True after the restart", lambda: flipped("True", back_at),
+        first_fresh_tick = wait_for("MetricsAvailable True after the restart",
+                                    lambda: metrics_flipped_at(sandbox, ns, name, "True", back_at),
                                     act_bound_s, lambda: fault_report(sandbox, load))
         went_blind = first_metrics_state(watch.samples, outage.down_at, "False")
         assert went_blind is not None, fault_report(sandbox, load, "the watch never saw MetricsAvailable False")
