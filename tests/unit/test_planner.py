@@ -14,8 +14,9 @@ import factories
 from batchpilot.api.spec import InferenceServiceSpec
 from batchpilot.control.batch_stats import BatchSizeCompute as B
 from batchpilot.control.capacity import Candidate, CapacityModel
+from batchpilot.control.limits import limit
 from batchpilot.control.planner import decide, projected
-from batchpilot.control.types import History, Observation
+from batchpilot.control.types import DecisionReason, History, Observation, Proposal
 from factories import H100_RESNET50_MS, NOW, observation, service_spec
 
 SCALE_UP_COOLDOWN_S = 10  # spec.autoscaling.scaleUp.cooldownSeconds default
@@ -311,3 +312,61 @@ def test_a_projected_rise_plans_more_replicas_than_the_window_alone() -> None:
     assert ahead.replicas > plain.replicas, (plain.message, ahead.message)
     assert "rising: 330.0 req/s projected" in ahead.message
     assert ahead.history.last_rate == (NOW, 240.0)
+
+
+def _at_utilization(s: InferenceServiceSpec, replicas: int, utilization: float) -> float:
+    """The arrival rate at which `replicas` pods of the spec's profile run at `utilization` of their capacity."""
+    model = CapacityModel.from_profile(PROFILE)
+    one = model.predict(1.0, Candidate(replicas, 4, s.batching.max_queue_delay_microseconds), 95).utilization
+    return utilization / one
+
+
+def test_a_steady_load_under_the_target_utilization_of_fewer_pods_scales_down_to_them() -> None:
+    """Gamma CV 4 in the simulator: 0.82 of six pods' capacity (target 0.85) held seven pods for the hour while the
+    way down asked for 0.75. (A 400 ms SLO: utilization, not latency, decides.)"""
+    s = spec(slo=400)
+    rate = _at_utilization(s, 6, 0.82)
+    six = CapacityModel.from_profile(PROFILE).predict(rate, Candidate(6, 4, s.batching.max_queue_delay_microseconds),
+                                                      95)
+    assert six.latency_ms <= 0.76 * 400 and s.autoscaling.target_utilization - 0.1 < six.utilization < 0.85, six
+    decision = decide(s, obs(7, rate, p95=60), History(calm_since=NOW - 60), NOW)
+    assert (decision.replicas, decision.reason) == (6, "ScaleDown"), decision.message
+
+
+def test_a_scale_down_goes_to_the_most_any_proposal_of_the_window_asked_for() -> None:
+    """The HPA's stabilization window keeps its highest recommendation likewise: one low reading at the end of the
+    window does not set the count."""
+    s, seen, history = spec(window=60), obs(8, 10), History()
+    steps = []
+    for t, wanted in ((0, 6), (30, 5), (60, 5)):
+        proposal = Proposal(wanted, DecisionReason.SCALE_DOWN, "evidence", "evidence", history)
+        decision = limit(s, seen, proposal, NOW + t)
+        history = decision.history
+        steps.append((decision.replicas, decision.reason))
+    assert steps == [(8, "Stabilizing"), (8, "Stabilizing"), (6, "ScaleDown")]
+    assert (history.calm_since, history.calm_peak) == (None, None), "the scale-down ends the calm stretch"
+    # A proposal to hold ends the stretch, and its peak with it.
+    held = limit(s, seen, Proposal(8, DecisionReason.WITHIN_SLO, "e", "e", History(calm_since=NOW, calm_peak=7)), NOW)
+    assert (held.history.calm_since, held.history.calm_peak) == (None, None)
+
+
+def test_a_count_seen_slow_at_a_steady_load_is_not_returned_to() -> None:
+    """Over the planning target (0.8 x 400 ms) at seven pods, after all seven served a whole minute: the model's six
+    is refused until the load moves out of the steady band."""
+    s = spec(slo=400)
+    rate = _at_utilization(s, 6, 0.8)
+    steady_load = History(steady_rate=rate, steady_since=NOW - 600, calm_since=NOW - 60)
+    assert decide(s, obs(7, rate, p95=330), steady_load, NOW).replicas == 6, "no minute of evidence yet"
+    served = replace(steady_load, serving=(7, NOW - 60))
+    slow = decide(s, obs(7, rate, p95=330), served, NOW)
+    assert (slow.replicas, slow.reason, slow.history.slow_at) == (7, "WithinSLO", 7), slow.message
+    assert "6 would do by the model, but p95 was over 320 ms at 7 replica(s)" in slow.message
+    # Calm again at the same load: still not six.
+    assert decide(s, obs(7, rate, p95=60), replace(slow.history, calm_since=NOW - 60), NOW + 5).replicas == 7
+    # Fast at seven does not count as slow; a count not all ready serves no evidence.
+    assert decide(s, obs(7, rate, p95=300), served, NOW).history.slow_at is None
+    assert decide(s, obs(7, rate, p95=330, ready=6), served, NOW).history == \
+        replace(decide(s, obs(7, rate, p95=330, ready=6), served, NOW).history, serving=None, slow_at=None)
+    # The load moved out of the band: what was slow at the old load says nothing of the new one.
+    moved = decide(s, obs(7, rate * 0.7, p95=60), replace(slow.history, calm_since=NOW - 60), NOW + 5)
+    assert moved.history.slow_at is None and moved.replicas < 7, moved.message

@@ -7,7 +7,7 @@ Both policies (planner.py, step_rule.py) return a `Proposal`; `limit()` applies 
    (ScaleUpCooldown). One rule for both policies: an SLO breach (and the metrics-outage fallback) goes ahead
    within the cooldown, which paces planned scale-ups only; then at most scaleUp.maxStep at once;
 3. going down: only once fewer replicas have been proposed for scaleDown.stabilizationSeconds without a break
-   (Stabilizing), then at most scaleDown.maxStepPercent at once;
+   (Stabilizing), then to the most any of those proposals asked for, at most scaleDown.maxStepPercent at once;
 4. any other outcome ends a calm stretch.
 `paced()` is the last stage: at most one change of the pods' batching per RETUNE_INTERVAL_S.
 """
@@ -32,12 +32,12 @@ def limit(spec: InferenceServiceSpec, obs: Observation, proposal: Proposal, now:
         reason = DecisionReason.BELOW_MIN_REPLICAS if current < bounds.min_replicas \
             else DecisionReason.ABOVE_MAX_REPLICAS
         return _decided(proposal, to, reason, f"bring {current} into {bounds.min_replicas}..{bounds.max_replicas}",
-                        replace(history, calm_since=None, last_scale_at=now))
+                        replace(_calm_ended(history), last_scale_at=now))
     if proposal.replicas > current:
         return _up(spec, obs, proposal, now)
     if proposal.replicas < current:
         return _down(spec, obs, proposal, now)
-    return _decided(proposal, current, proposal.reason, proposal.message, replace(history, calm_since=None))
+    return _decided(proposal, current, proposal.reason, proposal.message, _calm_ended(history))
 
 
 def cooling_down(spec: InferenceServiceSpec, history: History, now: float) -> bool:
@@ -50,30 +50,35 @@ def _up(spec: InferenceServiceSpec, obs: Observation, proposal: Proposal, now: f
     if proposal.waits_for_ready and obs.ready_replicas < current:
         return _decided(proposal, current, DecisionReason.WAITING_FOR_REPLICAS,
                         f"{evidence}; {current - obs.ready_replicas} replica(s) still starting",
-                        replace(history, calm_since=None))
+                        _calm_ended(history))
     if not proposal.urgent and cooling_down(spec, history, now):
         since = now - history.last_scale_at if history.last_scale_at is not None else 0.0
         return _decided(proposal, current, DecisionReason.SCALE_UP_COOLDOWN,
-                        f"{evidence}; last change {since:.0f}s ago", replace(history, calm_since=None))
+                        f"{evidence}; last change {since:.0f}s ago", _calm_ended(history))
     to = min(proposal.replicas, spec.autoscaling.max_replicas)
     if spec.autoscaling.scale_up.max_step is not None:
         to = min(to, current + spec.autoscaling.scale_up.max_step)
     return _decided(proposal, to, proposal.reason, f"{evidence}: {current} -> {to}",
-                    replace(history, calm_since=None, last_scale_at=now))
+                    replace(_calm_ended(history), last_scale_at=now))
 
 
 def _down(spec: InferenceServiceSpec, obs: Observation, proposal: Proposal, now: float) -> Decision:
     current, history, evidence = obs.replicas, proposal.history, proposal.evidence
     down = spec.autoscaling.scale_down
     calm_since = history.calm_since if history.calm_since is not None else now
+    peak = proposal.replicas if history.calm_peak is None else max(history.calm_peak, proposal.replicas)
     if now - calm_since < down.stabilization_seconds:
         return _decided(proposal, current, DecisionReason.STABILIZING,
-                        f"{evidence}; {proposal.replicas} would do, for {now - calm_since:.0f}s of "
-                        f"{down.stabilization_seconds}s", replace(history, calm_since=calm_since))
-    to = max(proposal.replicas, current - max(1, current * down.max_step_percent // 100),
-             spec.autoscaling.min_replicas)
+                        f"{evidence}; {peak} would do, for {now - calm_since:.0f}s of "
+                        f"{down.stabilization_seconds}s", replace(history, calm_since=calm_since, calm_peak=peak))
+    # The most any proposal of the window asked for: one low reading at its end does not set the count.
+    to = max(peak, current - max(1, current * down.max_step_percent // 100), spec.autoscaling.min_replicas)
     return _decided(proposal, to, proposal.reason, f"{evidence}: {current} -> {to} after {now - calm_since:.0f}s",
-                    replace(history, calm_since=None, last_scale_at=now))
+                    replace(_calm_ended(history), last_scale_at=now))
+
+
+def _calm_ended(history: History) -> History:
+    return replace(history, calm_since=None, calm_peak=None)
 
 
 def _decided(proposal: Proposal, replicas: int, reason: DecisionReason, message: str, history: History) -> Decision:

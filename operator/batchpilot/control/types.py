@@ -112,6 +112,9 @@ class History:
 
     calm_since: float | None = None
     """Since when fewer replicas would have done, without a break."""
+    calm_peak: int | None = None
+    """The most replicas proposed since calm_since: the scale-down at the window's end goes no lower (as the HPA's
+    stabilization window keeps the highest recommendation of the window, not the last)."""
     last_scale_at: float | None = None
     """When replicas last changed."""
     model: CapacityModel = field(default_factory=CapacityModel)
@@ -127,6 +130,12 @@ class History:
     """When the loop last changed the pods' batching (each change reloads the model on every pod)."""
     last_rate: tuple[float, float] | None = None
     """(when, arrival rate) of the previous observation with a rate: the trend of the load between ticks."""
+    serving: tuple[int, float] | None = None
+    """(replicas, since when) every one of that many replicas has been ready; None while some are not."""
+    slow_at: int | None = None
+    """The most replicas seen over the planning target (TARGET_FRACTION of the SLO) at the SLO percentile after they
+    had all served for a whole summary window, at the current steady load: the planner removes none down to that
+    count again until the load moves (planner.seen_slow)."""
 
 
 @dataclass(frozen=True)
