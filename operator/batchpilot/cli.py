@@ -92,6 +92,10 @@ def parser() -> argparse.ArgumentParser:
                    help="also run a real node: containerd, kubelet, kube-scheduler (root; `make node-bins image`)")
     s.set_defaults(func=_sandbox)
 
+    from batchpilot.profiling.command import add_parser as add_profile
+
+    add_profile(sub)
+
     d = sub.add_parser("demo", help="bring the sandbox up, apply a sample service, run a load step, plot it")
     d.add_argument("--workdir", type=Path, default=None)
     d.add_argument("--out", type=Path, default=Path("out/demo"), help="where the summary and plot go")

@@ -54,6 +54,39 @@ class TritonAdmin:
         """The model's statistics since it was (re)loaded (GET /v2/models/<model>/stats)."""
         return self._call("GET", f"/v2/models/{model}/stats")
 
+    def infer_zeros(self, model: str, inputs: Sequence[tuple[str, str, Sequence[int], int]]) -> None:
+        """One request of all-zero inputs, each (name, wire datatype, shape, bytes), sent as binary tensors (Triton's
+        binary data extension: a JSON header, then the raw bytes); outputs come back binary and are not read."""
+        header = json.dumps({"inputs": [{"name": name, "datatype": dtype, "shape": list(shape),
+                                         "parameters": {"binary_data_size": size}} for name, dtype, shape, size in inputs],
+                             "parameters": {"binary_data_output": True}}).encode()
+        body = header + bytes(sum(size for *_, size in inputs))
+        request = urllib.request.Request(f"{self.base}/v2/models/{model}/infer", data=body, method="POST",
+                                         headers={"Content-Type": "application/octet-stream",
+                                                  "Inference-Header-Content-Length": str(len(header))})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as resp:
+                resp.read()
+        except urllib.error.HTTPError as e:
+            detail = e.read().decode(errors="replace").strip()
+            raise TritonError(f"POST {self.base}/v2/models/{model}/infer: HTTP {e.code}: {detail}") from e
+        except (urllib.error.URLError, OSError) as e:
+            raise TritonError(f"POST {self.base}/v2/models/{model}/infer: {e}") from e
+
+    def batch_stats(self, model: str) -> dict[int, tuple[int, int]]:
+        """The model's executions and compute ns per batch size, cumulative since it was (re)loaded.
+
+        From Triton's statistics (`batch_stats[].compute_infer`), summed over the model's versions. Raises
+        TritonError when Triton does not answer, KeyError/TypeError/ValueError when the answer has another shape.
+        """
+        out: dict[int, tuple[int, int]] = {}
+        for version in self.stats(model)["model_stats"]:
+            for entry in version.get("batch_stats") or []:
+                size, infer = int(entry["batch_size"]), entry["compute_infer"]
+                count, ns = out.get(size, (0, 0))
+                out[size] = (count + int(infer["count"]), ns + int(infer["ns"]))
+        return out
+
     def ready(self, model: str) -> bool:
         try:
             self._call("GET", f"/v2/models/{model}/ready")
@@ -86,22 +119,12 @@ STATS_TIMEOUT_S = 2.0
 
 def batch_stats(host: str, model: str, port: int = HTTP_PORT,
                 timeout_s: float = STATS_TIMEOUT_S) -> dict[int, tuple[int, int]] | None:
-    """The model's executions and compute ns per batch size on one pod, cumulative since it was (re)loaded.
-
-    From Triton's statistics (`batch_stats[].compute_infer`), summed over the model's versions. None when the
-    pod does not answer in time or answers nonsense: the caller skips it.
-    """
+    """TritonAdmin.batch_stats of one pod; None when the pod does not answer in time or answers nonsense: the
+    caller skips it."""
     try:
-        stats = TritonAdmin(host, port, timeout_s).stats(model)
-        out: dict[int, tuple[int, int]] = {}
-        for version in stats["model_stats"]:
-            for entry in version.get("batch_stats") or []:
-                size, infer = int(entry["batch_size"]), entry["compute_infer"]
-                count, ns = out.get(size, (0, 0))
-                out[size] = (count + int(infer["count"]), ns + int(infer["ns"]))
+        return TritonAdmin(host, port, timeout_s).batch_stats(model)
     except (TritonError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    return out
 
 
 def service_batch_stats(hosts: Sequence[str], model: str,
