@@ -21,10 +21,10 @@ help: ## list the targets
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[sandbox,sim,dev]'
+	$(BIN)/pip install --quiet -e '.[sandbox,sim,dev,export]'
 	touch $@
 
-deps: $(STAMP) ## create .venv and install the package with its sandbox, sim and dev extras
+deps: $(STAMP) ## create .venv and install the package with its sandbox, sim, dev and export extras
 
 k8s-bins: ## build etcd, kube-apiserver, kube-controller-manager and helm once into $BATCHPILOT_CACHE
 	@if [ -n "$$KUBEBUILDER_ASSETS" ]; then echo "using KUBEBUILDER_ASSETS=$$KUBEBUILDER_ASSETS"; else hack/build-k8s-bins.sh >/dev/null; fi

@@ -188,8 +188,16 @@ def emulator_triton(root: Path, address: str, config_pbtxt: str, time_scale: flo
     for name, text in model_files("h100-resnet50-fp16", time_scale).items():
         (version_dir / name).write_text(text)
     (version_dir.parent / "config.pbtxt").write_text(config_pbtxt)
+    with repository_triton(root, address, "emulator", extra_args) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def repository_triton(root: Path, address: str, model: str, extra_args: Sequence[str] = ()) -> Iterator[str]:
+    """The wheel's tritonserver on address:8000 serving root/models, `model` loaded under explicit model control;
+    root also gets the backends and tritonserver.log. Yields the base URL once ready; stops it after."""
     install = find_triton()
-    args = [f"--model-repository={root / 'models'}", "--model-control-mode=explicit", "--load-model=emulator",
+    args = [f"--model-repository={root / 'models'}", "--model-control-mode=explicit", f"--load-model={model}",
             *extra_args]
     log = root / "tritonserver.log"
     proc = spawn(server_argv(install, prepare_backend_dir(root / "backends", install), address, args), log,

@@ -92,8 +92,10 @@ def parser() -> argparse.ArgumentParser:
                    help="also run a real node: containerd, kubelet, kube-scheduler (root; `make node-bins image`)")
     s.set_defaults(func=_sandbox)
 
+    from batchpilot.export.command import add_parser as add_export
     from batchpilot.profiling.command import add_parser as add_profile
 
+    add_export(sub)
     add_profile(sub)
 
     d = sub.add_parser("demo", help="bring the sandbox up, apply a sample service, run a load step, plot it")

@@ -129,7 +129,14 @@ class ComputeProfile(ApiModel):
 class ModelSpec(ApiModel):
     """The Triton model this service serves."""
 
-    model_config = cel("!(has(self.backend) && has(self.platform))", "set backend or platform, not both")
+    model_config = cel(
+        "!(has(self.backend) && has(self.platform))", "set backend or platform, not both",
+        "!((has(self.platform) && self.platform == 'pytorch_libtorch') || (has(self.backend) && "
+        "self.backend == 'pytorch')) || (has(self.inputs) && size(self.inputs) > 0 && has(self.outputs) && "
+        "size(self.outputs) > 0)",
+        "pytorch_libtorch needs inputs and outputs: a TorchScript model does not declare them to Triton "
+        "(batchpilot export prints them)",
+    )
 
     name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)]
     """Triton model name (the model directory in the repository)."""
@@ -154,6 +161,9 @@ class ModelSpec(ApiModel):
     def _backend_or_platform(self) -> ModelSpec:
         if self.backend is not None and self.platform is not None:
             raise ValueError(f"spec.model: set backend ({self.backend!r}) or platform ({self.platform!r}), not both")
+        if (self.platform == "pytorch_libtorch" or self.backend == "pytorch") and not (self.inputs and self.outputs):
+            raise ValueError("spec.model: pytorch_libtorch needs inputs and outputs: a TorchScript model does not "
+                             "declare them to Triton (batchpilot export prints them)")
         return self
 
 

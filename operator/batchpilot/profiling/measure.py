@@ -22,8 +22,9 @@ WIRE = {"TYPE_BOOL": ("BOOL", 1), "TYPE_UINT8": ("UINT8", 1), "TYPE_INT8": ("INT
         "TYPE_INT32": ("INT32", 4), "TYPE_FP32": ("FP32", 4), "TYPE_UINT64": ("UINT64", 8), "TYPE_INT64": ("INT64", 8),
         "TYPE_FP64": ("FP64", 8)}
 """config.pbtxt data type -> (the inference protocol's datatype, bytes per element)."""
-WARMUP = 2
-"""Requests per batch size not counted (first-call costs: allocations, kernel selection)."""
+WARMUP = 5
+"""Requests per batch size, all sizes before any is measured, not counted (first-call costs: allocations, kernel
+selection, a JIT's optimization passes)."""
 STATS_WAIT_S = 5.0
 """How long an execution's statistics may take to appear after its answer."""
 
@@ -108,12 +109,15 @@ def measure(served: Served, model: str, sizes: Sequence[int] | None = None, repe
     too_big = [b for b in chosen if b < 1 or b > top]
     if too_big:
         raise ProfileError(f"batch sizes {too_big} are outside 1..{top} (the model's max_batch_size)")
+    requests = {b: inputs(config, b, shapes or {}) for b in chosen}
+    # Every size first, then the measurements: a JIT (TorchScript's profiling executor, TensorRT's builders)
+    # optimizes over the first calls of each shape, and the first size measured would carry all of it.
+    for b in chosen:
+        for _ in range(WARMUP):
+            served.infer_zeros(model, requests[b])
     points = []
     for b in chosen:
-        request = inputs(config, b, shapes or {})
-        for _ in range(WARMUP):
-            served.infer_zeros(model, request)
-        times = [_one(served, model, b, request) for _ in range(repeats)]
+        times = [_one(served, model, b, requests[b]) for _ in range(repeats)]
         points.append(ProfilePoint(batch_size=b, latency_ms=statistics.median(times)))
         progress(f"batch {b:>4}: {points[-1].latency_ms:8.2f} ms median of {repeats} "
                  f"(min {min(times):.2f}, max {max(times):.2f})")
