@@ -9,6 +9,7 @@ flag names the platform)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -21,7 +22,8 @@ import torch
 import yaml
 
 import factories
-from support import repository_triton
+from batchpilot.sandbox.controlplane import ControlPlane
+from support import install_crd, kubectl_run, repository_triton
 
 ROOT = Path(__file__).resolve().parents[2]
 ADDRESS = "127.0.0.206"  # clear of the other Triton tests (.201-.205)
@@ -43,8 +45,23 @@ def infer(model: str, images: np.ndarray) -> np.ndarray:
     return np.array(out["data"], dtype=np.float32).reshape(out["shape"])
 
 
+NAMESPACE = "export-path"
+
+
+def manifests(name: str, version_dir: Path, model: dict[str, object]) -> str:
+    """The ConfigMap holding the exported version directory (the artifact as binaryData) and the InferenceService."""
+    files = sorted(p for p in version_dir.iterdir() if p.is_file())
+    config_map = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"{name}-files", "namespace": NAMESPACE},
+                  "data": {p.name: p.read_text() for p in files if p.suffix == ".py"},
+                  "binaryData": {p.name: base64.b64encode(p.read_bytes()).decode() for p in files if p.suffix != ".py"}}
+    service = {"apiVersion": "batchpilot.dev/v1alpha1", "kind": "InferenceService",
+               "metadata": {"name": name, "namespace": NAMESPACE},
+               "spec": {"model": {**model, "repository": {"configMap": f"{name}-files"}}, "slo": {"latencyMs": 100}}}
+    return yaml.safe_dump_all([config_map, service])
+
+
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
-def test_export_serve_and_profile_the_seed_example(fmt: str, tmp_path: Path) -> None:
+def test_export_serve_and_profile_the_seed_example(fmt: str, tmp_path: Path, control_plane: ControlPlane) -> None:
     name = f"cifar-{fmt}"
     exported = batchpilot("export", "--factory", "examples.pytorch.cifar_cnn:build", "--input-shape", "3,32,32",
                           "--name", name, "--format", fmt, "--max-batch-size", "16", "--out", str(tmp_path / "models"),
@@ -69,10 +86,19 @@ def test_export_serve_and_profile_the_seed_example(fmt: str, tmp_path: Path) -> 
                               "--repeats", "5")
     assert profiled.returncode == 0, profiled.stderr
     print(exported.stderr, exported.stdout, profiled.stderr, profiled.stdout, sep="\n")
-    # The third command's input: the exported fields, the measured profile and a repository make a valid spec.
-    spec = factories.service_spec(model={**fields, **yaml.safe_load(profiled.stdout)})
-    assert [p.batch_size for p in spec.model.profile.points] == [1, 4, 16]
-    assert spec.model.inputs is not None and spec.model.platform is not None
+    # The third command: the exported fields and the measured profile, with the model files in a ConfigMap, are
+    # what the real API server accepts (server-side dry run: the CRD's schema and CEL rules, the ConfigMap's size).
+    model = {**fields, **yaml.safe_load(profiled.stdout)}
+    spec = factories.service_spec(model=model)
+    assert spec.model.profile is not None and [p.batch_size for p in spec.model.profile.points] == [1, 4, 16]
+    api = install_crd(control_plane.kubeconfig, NAMESPACE)
+    applied = kubectl_run(api, "apply", "--dry-run=server", "-f", "-",
+                          stdin=manifests(name, tmp_path / "models" / name / "1", model))
+    assert applied.returncode == 0 and "created (server dry run)" in applied.stdout, applied.stderr
+    without = {k: v for k, v in model.items() if k not in ("inputs", "outputs")}
+    refused = kubectl_run(api, "apply", "--dry-run=server", "-f", "-",
+                          stdin=manifests(name, tmp_path / "models" / name / "1", without))
+    assert fmt == "onnx" or "pytorch_libtorch needs inputs and outputs" in refused.stderr, refused.stderr
 
 
 @pytest.mark.parametrize(("factory", "words"), [
@@ -85,3 +111,28 @@ def test_a_factory_that_gives_no_module_is_refused(factory: str, words: list[str
     run = batchpilot("export", "--factory", factory, "--input-shape", "3,32,32", "--name", "m", "--out",
                      str(tmp_path))
     assert run.returncode == 2 and all(w in run.stderr for w in words), run.stderr
+
+
+class FixedBatch(torch.nn.Module):
+    """The mistake the export check is for: right in eager mode, but int() makes the example's batch size a
+    constant of the traced graph."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(int(x.shape[0]), -1).sum(dim=1, keepdim=True)
+
+
+class NoBatchRow(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.sum()
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_a_model_that_cannot_batch_is_refused_with_the_fix(fmt: str, tmp_path: Path) -> None:
+    from batchpilot.export.torch_model import ExportError, export
+
+    with pytest.raises(ExportError, match=r"batch size is fixed somewhere.*x\.flatten\(1\)"):
+        export(FixedBatch().eval(), "fixed", fmt, [4], tmp_path)  # type: ignore[arg-type]
+    with pytest.raises(ExportError, match="one row per input row"):
+        export(NoBatchRow().eval(), "scalar", fmt, [4], tmp_path)  # type: ignore[arg-type]
+    assert not list(tmp_path.rglob("model.*")) and not list(tmp_path.rglob("config.pbtxt")), \
+        "no artifact that failed its check is left where Triton would load it"

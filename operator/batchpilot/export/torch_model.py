@@ -125,19 +125,25 @@ def export(module: Any, name: str, fmt: Format, input_shape: Sequence[int], out_
                                                                                     CHECK_BATCH, 1)
     with torch.inference_mode():
         outs, expected = _outputs(module(example)), _outputs(module(check))
+    for i, o in enumerate(expected):
+        _spec(f"OUTPUT__{i}", o, CHECK_BATCH, f"output {i}")
     exported = Exported(name, fmt, max_batch_size,
                         (_spec("INPUT__0", example, EXAMPLE_BATCH, "the input"),),
                         tuple(_spec(f"OUTPUT__{i}", o, EXAMPLE_BATCH, f"output {i}") for i, o in enumerate(outs)))
     artifact = out_dir / exported.artifact
     artifact.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "torchscript":
-        with torch.no_grad():
-            torch.jit.trace(module, example).save(str(artifact))
-        with torch.inference_mode():
-            _same(expected, _run(lambda: _outputs(torch.jit.load(str(artifact))(check)), "TorchScript"),
-                  "TorchScript")
-    else:
-        _onnx(module, example, exported, artifact, expected, check)
+    try:
+        if fmt == "torchscript":
+            with torch.no_grad():
+                torch.jit.trace(module, example).save(str(artifact))
+            with torch.inference_mode():
+                _same(expected, _run(lambda: _outputs(torch.jit.load(str(artifact))(check)), "TorchScript"),
+                      "TorchScript")
+        else:
+            _onnx(module, example, exported, artifact, expected, check)
+    except ExportError:
+        artifact.unlink(missing_ok=True)  # no artifact that failed its check is left where Triton would load it
+        raise
     for path, text in exported.files(python_backend).items():
         (out_dir / path).write_text(text)
     return exported
