@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime
 import json
 import os
 import re
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -215,6 +217,40 @@ def repository_triton(root: Path, address: str, model: str, extra_args: Sequence
         yield url
     finally:
         stop_process(proc, grace_s=10)
+
+
+# -- the model owner's path (tests/integration/test_export_triton.py, tests/e2e/test_exported_model.py)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def batchpilot_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m batchpilot ARGS` from the repository root (where examples/ imports from), output captured."""
+    return subprocess.run([sys.executable, "-m", "batchpilot", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=300)
+
+
+def infer_exported(address: str, model: str, rows: Any) -> Any:
+    """One request of FP32 rows (a numpy array) to an exported model (INPUT__0 -> OUTPUT__0); its output array."""
+    import numpy as np
+
+    body = {"inputs": [{"name": "INPUT__0", "shape": list(rows.shape), "datatype": "FP32",
+                        "data": rows.ravel().tolist()}]}
+    request = urllib.request.Request(f"http://{address}:8000/v2/models/{model}/infer", data=json.dumps(body).encode(),
+                                     method="POST")
+    with urllib.request.urlopen(request, timeout=60) as resp:
+        (out,) = json.loads(resp.read())["outputs"]
+    assert out["name"] == "OUTPUT__0" and out["datatype"] == "FP32", out
+    return np.array(out["data"], dtype=np.float32).reshape(out["shape"])
+
+
+def version_dir_configmap(name: str, namespace: str, version_dir: Path) -> dict[str, Any]:
+    """A ConfigMap of an exported version directory, as spec.model.repository.configMap mounts it: Python files as
+    data, the artifact (model.pt, model.onnx) as binaryData."""
+    files = sorted(p for p in version_dir.iterdir() if p.is_file())
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": namespace},
+            "data": {p.name: p.read_text() for p in files if p.suffix == ".py"},
+            "binaryData": {p.name: base64.b64encode(p.read_bytes()).decode() for p in files if p.suffix != ".py"}}
 
 
 # -- fault tests (tests/e2e/test_faults.py): what the operator recorded, read back from the API server

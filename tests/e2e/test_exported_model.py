@@ -9,11 +9,8 @@ writes (spec.model.backend python with the exported tensors); a GPU cluster serv
 
 from __future__ import annotations
 
-import base64
 import json
-import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -23,24 +20,23 @@ import yaml
 from batchpilot.build.names import ChildNames
 from batchpilot.sandbox.namespaces import release_namespace
 from batchpilot.sandbox.stack import Sandbox
-from support import isvc_status, wait_for, wait_ready_pods
+from support import (
+    REPO_ROOT,
+    batchpilot_cli,
+    infer_exported,
+    isvc_status,
+    version_dir_configmap,
+    wait_for,
+    wait_ready_pods,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE, NAME = "e2e-exported", "cifar"
 
 
-def batchpilot(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "batchpilot", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
-
-
 def manifests(version_dir: Path, model: dict[str, object]) -> list[dict[str, object]]:
-    files = sorted(p for p in version_dir.iterdir() if p.is_file())
     return [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"{NAME}-files", "namespace": NAMESPACE},
-         "data": {p.name: p.read_text() for p in files if p.suffix == ".py"},
-         "binaryData": {p.name: base64.b64encode(p.read_bytes()).decode() for p in files if p.suffix != ".py"}},
+        version_dir_configmap(f"{NAME}-files", NAMESPACE, version_dir),
         {"apiVersion": "batchpilot.dev/v1alpha1", "kind": "InferenceService",
          "metadata": {"name": NAME, "namespace": NAMESPACE},
          "spec": {"model": model, "slo": {"latencyMs": 200},
@@ -50,24 +46,14 @@ def manifests(version_dir: Path, model: dict[str, object]) -> list[dict[str, obj
     ]
 
 
-def infer(ip: str, images: np.ndarray) -> np.ndarray:
-    body = {"inputs": [{"name": "INPUT__0", "shape": list(images.shape), "datatype": "FP32",
-                        "data": images.ravel().tolist()}]}
-    request = urllib.request.Request(f"http://{ip}:8000/v2/models/{NAME}/infer", data=json.dumps(body).encode(),
-                                     method="POST")
-    with urllib.request.urlopen(request, timeout=60) as resp:
-        (out,) = json.loads(resp.read())["outputs"]
-    return np.array(out["data"], dtype=np.float32).reshape(out["shape"])
-
-
 def test_an_exported_pytorch_model_is_served_profiled_and_patched(sandbox: Sandbox, tmp_path: Path) -> None:
-    exported = batchpilot("export", "--factory", "examples.pytorch.cifar_cnn:build", "--input-shape", "3,32,32",
+    exported = batchpilot_cli("export", "--factory", "examples.pytorch.cifar_cnn:build", "--input-shape", "3,32,32",
                           "--name", NAME, "--max-batch-size", "16", "--out", str(tmp_path), "--python-backend")
     assert exported.returncode == 0, exported.stderr
     fields = yaml.safe_load(exported.stdout)["model"]
     model = {**fields, "repository": {"configMap": f"{NAME}-files"}, "backend": "python"}
     del model["platform"]  # the sandbox serves the wrapper; a GPU cluster keeps platform pytorch_libtorch
-    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(REPO_ROOT))
     from examples.pytorch.cifar_cnn import build
 
     images = np.random.default_rng(11).standard_normal((6, 3, 32, 32)).astype(np.float32)
@@ -77,8 +63,8 @@ def test_an_exported_pytorch_model_is_served_profiled_and_patched(sandbox: Sandb
         sandbox.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(manifests(tmp_path / NAME / "1", model)))
         (pod,) = wait_ready_pods(sandbox, NAMESPACE, ChildNames(NAME).selector_string, 1, 180)
         ip = pod["status"]["podIP"]
-        np.testing.assert_allclose(infer(ip, images), expected, rtol=1e-3, atol=1e-4)
-        profiled = batchpilot("profile", "--triton", ip, "--model", NAME, "--batch-sizes", "1,4,16", "--repeats", "5",
+        np.testing.assert_allclose(infer_exported(ip, NAME, images), expected, rtol=1e-3, atol=1e-4)
+        profiled = batchpilot_cli("profile", "--triton", ip, "--model", NAME, "--batch-sizes", "1,4,16", "--repeats", "5",
                               "--format", "patch", "--output", str(tmp_path / "profile.json"))
         assert profiled.returncode == 0, profiled.stderr
         generation = json.loads(sandbox.kubectl("get", "inferenceservice", "-n", NAMESPACE, NAME, "-o", "json"))[
@@ -96,6 +82,6 @@ def test_an_exported_pytorch_model_is_served_profiled_and_patched(sandbox: Sandb
         print(exported.stderr, profiled.stderr, json.dumps(status, indent=1), sep="\n")
         # The pod still answers as PyTorch does after the operator rendered the patched spec.
         (pod,) = wait_ready_pods(sandbox, NAMESPACE, ChildNames(NAME).selector_string, 1, 60)
-        np.testing.assert_allclose(infer(pod["status"]["podIP"], images[:2]), expected[:2], rtol=1e-3, atol=1e-4)
+        np.testing.assert_allclose(infer_exported(pod["status"]["podIP"], NAME, images[:2]), expected[:2], rtol=1e-3, atol=1e-4)
     finally:
         release_namespace(sandbox, NAMESPACE)

@@ -9,11 +9,7 @@ flag names the platform)."""
 
 from __future__ import annotations
 
-import base64
-import json
-import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -23,47 +19,34 @@ import yaml
 
 import factories
 from batchpilot.sandbox.controlplane import ControlPlane
-from support import install_crd, kubectl_run, repository_triton
+from support import (
+    REPO_ROOT,
+    batchpilot_cli,
+    infer_exported,
+    install_crd,
+    kubectl_run,
+    repository_triton,
+    version_dir_configmap,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
 ADDRESS = "127.0.0.206"  # clear of the other Triton tests (.201-.205)
-
-
-def batchpilot(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "batchpilot", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300)
-
-
-def infer(model: str, images: np.ndarray) -> np.ndarray:
-    body = {"inputs": [{"name": "INPUT__0", "shape": list(images.shape), "datatype": "FP32",
-                        "data": images.ravel().tolist()}]}
-    request = urllib.request.Request(f"http://{ADDRESS}:8000/v2/models/{model}/infer", data=json.dumps(body).encode(),
-                                     method="POST")
-    with urllib.request.urlopen(request, timeout=60) as resp:
-        (out,) = json.loads(resp.read())["outputs"]
-    assert out["name"] == "OUTPUT__0" and out["datatype"] == "FP32", out
-    return np.array(out["data"], dtype=np.float32).reshape(out["shape"])
 
 
 NAMESPACE = "export-path"
 
 
 def manifests(name: str, version_dir: Path, model: dict[str, object]) -> str:
-    """The ConfigMap holding the exported version directory (the artifact as binaryData) and the InferenceService."""
-    files = sorted(p for p in version_dir.iterdir() if p.is_file())
-    config_map = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"{name}-files", "namespace": NAMESPACE},
-                  "data": {p.name: p.read_text() for p in files if p.suffix == ".py"},
-                  "binaryData": {p.name: base64.b64encode(p.read_bytes()).decode() for p in files if p.suffix != ".py"}}
+    """The ConfigMap holding the exported version directory and the InferenceService."""
     service = {"apiVersion": "batchpilot.dev/v1alpha1", "kind": "InferenceService",
                "metadata": {"name": name, "namespace": NAMESPACE},
                "spec": {"model": {**model, "repository": {"configMap": f"{name}-files"}}, "slo": {"latencyMs": 100}}}
-    return yaml.safe_dump_all([config_map, service])
+    return yaml.safe_dump_all([version_dir_configmap(f"{name}-files", NAMESPACE, version_dir), service])
 
 
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
 def test_export_serve_and_profile_the_seed_example(fmt: str, tmp_path: Path, control_plane: ControlPlane) -> None:
     name = f"cifar-{fmt}"
-    exported = batchpilot("export", "--factory", "examples.pytorch.cifar_cnn:build", "--input-shape", "3,32,32",
+    exported = batchpilot_cli("export", "--factory", "examples.pytorch.cifar_cnn:build", "--input-shape", "3,32,32",
                           "--name", name, "--format", fmt, "--max-batch-size", "16", "--out", str(tmp_path / "models"),
                           "--python-backend")
     assert exported.returncode == 0, exported.stderr
@@ -72,17 +55,17 @@ def test_export_serve_and_profile_the_seed_example(fmt: str, tmp_path: Path, con
     assert fields["inputs"] == [{"name": "INPUT__0", "dataType": "TYPE_FP32", "dims": [3, 32, 32]}]
     assert fields["outputs"] == [{"name": "OUTPUT__0", "dataType": "TYPE_FP32", "dims": [10]}]
 
-    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(REPO_ROOT))
     from examples.pytorch.cifar_cnn import build
 
     images = np.random.default_rng(7).standard_normal((5, 3, 32, 32)).astype(np.float32)
     with torch.inference_mode():
         expected = build()(torch.from_numpy(images)).numpy()
     with repository_triton(tmp_path, ADDRESS, name):
-        got = infer(name, images)
+        got = infer_exported(ADDRESS, name, images)
         np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4)
-        np.testing.assert_allclose(infer(name, images[:1]), expected[:1], rtol=1e-3, atol=1e-4)
-        profiled = batchpilot("profile", "--triton", ADDRESS, "--model", name, "--batch-sizes", "1,4,16",
+        np.testing.assert_allclose(infer_exported(ADDRESS, name, images[:1]), expected[:1], rtol=1e-3, atol=1e-4)
+        profiled = batchpilot_cli("profile", "--triton", ADDRESS, "--model", name, "--batch-sizes", "1,4,16",
                               "--repeats", "5")
     assert profiled.returncode == 0, profiled.stderr
     print(exported.stderr, exported.stdout, profiled.stderr, profiled.stdout, sep="\n")
@@ -108,7 +91,7 @@ def test_export_serve_and_profile_the_seed_example(fmt: str, tmp_path: Path, con
     ("json:JSONEncoder", ["gave a JSONEncoder, not a torch.nn.Module"]),
 ])
 def test_a_factory_that_gives_no_module_is_refused(factory: str, words: list[str], tmp_path: Path) -> None:
-    run = batchpilot("export", "--factory", factory, "--input-shape", "3,32,32", "--name", "m", "--out",
+    run = batchpilot_cli("export", "--factory", factory, "--input-shape", "3,32,32", "--name", "m", "--out",
                      str(tmp_path))
     assert run.returncode == 2 and all(w in run.stderr for w in words), run.stderr
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -33,8 +34,6 @@ def run(args: argparse.Namespace) -> int:
     from batchpilot.export.torch_model import ExportError, export, load_factory
 
     try:
-        import re
-
         if not re.fullmatch(NAME_PATTERN, args.name):
             raise ExportError(f"--name {args.name!r}: a Triton model name here is lowercase letters, digits, '-', '_' and '.' "
                               f"(pattern {NAME_PATTERN})")

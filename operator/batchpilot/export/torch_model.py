@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from batchpilot.api.spec import TensorSpec
-from batchpilot.export.layout import ARTIFACT, Exported, Format
+from batchpilot.export.layout import Exported, Format
 
 EXAMPLE_BATCH = 2
 """Rows of the example the module is traced (or exported) with."""
@@ -171,5 +171,3 @@ def _onnx(module: Any, example: Any, exported: Exported, artifact: Path, expecte
     how = "ONNX graph (onnxruntime)"
     _same(expected, _run(lambda: session.run(outputs, {inputs[0]: check.numpy()}), how), how)
 
-
-__all__ = ["ARTIFACT", "ExportError", "export", "load_factory"]
