@@ -37,11 +37,6 @@ TARGET_FRACTION = 0.8
 SCALE_DOWN_FRACTION = 0.76
 """Remove replicas only if the smaller count is predicted under this fraction of the SLO, tighter than
 TARGET_FRACTION: a count chosen going down always satisfies the test going up, so the two never flap."""
-SCALE_DOWN_UTILIZATION_GAP = 0.0
-"""Scale-down needs spec.autoscaling.targetUtilization less this. None: a gap of 0.1 held a pod too many for the
-whole hour of a steady load at 0.82 of the smaller count's capacity (Gamma CV 4 in the simulator, 85% of it at 7
-pods where 6 serve 100%; README "The scale-down band"). The window's highest proposal (limits.py) and seen_slow()
-keep the way down from flapping instead."""
 SUMMARY_WINDOW_S = 60.0
 """Triton's latency summaries cover about this long: no calibration against them sooner after a change of
 replicas or of load."""
@@ -446,7 +441,10 @@ def _replicas(spec: InferenceServiceSpec, obs: Observation, history: History, mo
     if bound is not None:
         down_to = planned
     else:
-        down_to = plan(spec, model, rate, slo * SCALE_DOWN_FRACTION, target_util - SCALE_DOWN_UTILIZATION_GAP).replicas
+        # The way-up utilization: a gap of 0.1 below it held a pod too many for the whole hour of a steady load at
+        # 0.82 of the smaller count's capacity (Gamma CV 4; README "The scale-down band"). The window's highest
+        # proposal (limits.py) and seen_slow() keep the way down from flapping instead.
+        down_to = plan(spec, model, rate, slo * SCALE_DOWN_FRACTION, target_util).replicas
         if history.slow_at is not None and down_to <= history.slow_at and down_to < current:
             message = (f"{seen.text}; {down_to} would do by the model, but p{spec.slo.percentile} was over "
                        f"{TARGET_FRACTION * slo:g} ms at {history.slow_at} replica(s) at this load: keeping more")
