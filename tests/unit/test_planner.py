@@ -370,3 +370,29 @@ def test_a_count_seen_slow_at_a_steady_load_is_not_returned_to() -> None:
     # The load moved out of the band: what was slow at the old load says nothing of the new one.
     moved = decide(s, obs(7, rate * 0.7, p95=60), replace(slow.history, calm_since=NOW - 60), NOW + 5)
     assert moved.history.slow_at is None and moved.replicas < 7, moved.message
+
+
+def test_a_count_measured_within_half_the_margins_at_a_steady_load_is_kept() -> None:
+    """Gamma CV 8 in the simulator: p95 164-172 ms on 6 pods (SLO 200 ms), over the planning target (160 ms) and
+    the 0.85 utilization at the rate's highs, ran 7 pods for the hour where 6 serve 99.2%. A count whose own minute
+    of measurements covers the load keeps it while p95 and the prediction stay under 90% of the SLO and the
+    utilization under 0.925 (half of each margin), and while the load has not grown; without that minute, past either
+    half, or on a growing load, the plan goes ahead."""
+    s = spec(slo=400)
+    rate = _at_utilization(s, 6, 0.88)
+    steady_load = History(steady_rate=rate, steady_since=NOW - 600)
+    served = replace(steady_load, serving=(6, NOW - 60))
+    kept = decide(s, obs(6, rate, p95=300), served, NOW)
+    assert (kept.replicas, kept.reason) == (6, "WithinSLO"), kept.message
+    assert "7 by the model at 320 ms, but p95 has been 300 ms (under 360 ms) at 6 replica(s)" in kept.message
+    assert decide(s, obs(6, rate, p95=300), replace(served, serving=(6, NOW - 30)), NOW).replicas == 7, \
+        "the count has served under a minute"
+    assert decide(s, obs(6, rate, p95=300), replace(served, steady_since=NOW - 30), NOW).replicas == 7, \
+        "the load has held under a minute"
+    assert decide(s, obs(6, rate, p95=370), served, NOW).replicas == 7, "p95 over 90% of the SLO"
+    assert decide(s, obs(6, rate, p95=300), replace(served, steady_rate=rate / 1.15), NOW).replicas == 7, \
+        "the load has grown more than half the steady band since the stretch began"
+    busier = _at_utilization(s, 6, 0.94)
+    assert decide(s, obs(6, busier, p95=300), replace(served, steady_rate=busier), NOW).replicas == 7, \
+        "utilization over 0.925"
+    assert decide(s, obs(6, rate, p95=300, ready=5), served, NOW).replicas == 7, "a replica not ready"
