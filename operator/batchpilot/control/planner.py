@@ -146,13 +146,6 @@ def seen_slow(spec: InferenceServiceSpec, obs: Observation, history: History, no
     return history
 
 
-def held_limits(spec: InferenceServiceSpec) -> tuple[float, float]:
-    """(latency ms, utilization) a running count may reach and be kept: HELD_MARGIN of each planning margin."""
-    target_util = spec.autoscaling.target_utilization
-    return ((TARGET_FRACTION + (1 - TARGET_FRACTION) * HELD_MARGIN) * spec.slo.latency_ms,
-            target_util + (1 - target_util) * HELD_MARGIN)
-
-
 def held(spec: InferenceServiceSpec, obs: Observation, history: History, model: CapacityModel, plan_: Plan,
          rate: float, now: float) -> str | None:
     """Why the running count is kept although the plan asks for more (HELD_MARGIN), or None.
@@ -167,7 +160,9 @@ def held(spec: InferenceServiceSpec, obs: Observation, history: History, model: 
     at 164-172 ms on 6 pods (SLO 200 ms) ran 7 for the hour: 16% more GPU-hours than KEDA's rate threshold tuned
     on the trace.
     """
-    limit_ms, limit_util = held_limits(spec)
+    target_util = spec.autoscaling.target_utilization
+    limit_ms = (TARGET_FRACTION + (1 - TARGET_FRACTION) * HELD_MARGIN) * spec.slo.latency_ms
+    limit_util = target_util + (1 - target_util) * HELD_MARGIN
     latency, serving, since, ref = obs.latency_ms, history.serving, history.steady_since, history.steady_rate
     if latency is None or latency > limit_ms or serving is None or serving[0] != obs.replicas or since is None or \
             ref is None or min(now - serving[1], now - since) < SUMMARY_WINDOW_S:
@@ -450,7 +445,7 @@ def _propose(spec: InferenceServiceSpec, obs: Observation, history: History, mod
 
 
 def _replicas(spec: InferenceServiceSpec, obs: Observation, history: History, model: CapacityModel, seen: _Seen,
-              rate_now: float, now: float) -> Proposal:
+              projected_rate: float, now: float) -> Proposal:
     """The count the plan (or a batching bound, or a breach the model cannot explain) asks for."""
     bounds, current, slo = spec.autoscaling, obs.replicas, spec.slo.latency_ms
     rate, target_util = obs.arrival_rate or 0.0, bounds.target_utilization
@@ -466,7 +461,7 @@ def _replicas(spec: InferenceServiceSpec, obs: Observation, history: History, mo
     if unexplained and since >= obs.window_s:
         planned = min(bounds.max_replicas, current + 1)  # the model under-predicts a breach seen since the change
     if planned > current and bound is None and not breach and \
-            (why := held(spec, obs, history, model, seen.plan, rate_now, now)) is not None:
+            (why := held(spec, obs, history, model, seen.plan, projected_rate, now)) is not None:
         return seen.proposal(current, DecisionReason.WITHIN_SLO, history, f"{seen.text}; {why}")
     if planned > current:
         # Starting replicas are in `current` already: a plan from the arrival rate that needs more than them goes
