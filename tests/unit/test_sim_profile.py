@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from batchpilot.sandbox.gpu_emulator import available_profiles, profile_path
 from batchpilot.sim.profile import ComputeCurve, load_curve
 
 CURVE = ComputeCurve("test", ((2, 10.0), (4, 14.0), (8, 14.0)))
@@ -126,3 +127,23 @@ def test_ms_stays_within_its_segment_and_scales(
         assert min(inside[0][1], inside[1][1]) - 1e-9 <= ms <= max(inside[0][1], inside[1][1]) + 1e-9
     assert curve.scaled(factor).ms(batch_size) == pytest.approx(ms * factor)
     assert curve.throughput(batch_size) == pytest.approx(batch_size * 1000 / ms)
+
+
+@pytest.mark.parametrize("name", available_profiles())
+def test_every_shipped_profile_loads_and_batching_pays(name: str) -> None:
+    """Each profile in sandbox/profiles names its accelerator and a measurement, and is a real GPU curve: a batch of
+    32 serves at least 4x the requests per second of a batch of 1 (launch-bound eager curves: 35x; kernel time on an
+    H200: 8x), and time per request never rises with the batch."""
+    curve = load_curve(name)
+    profile = json.loads(profile_path(name).read_text())
+    assert profile["accelerator"].startswith("nvidia-") and "Measured 2026-" in profile["description"]
+    assert 32 / curve.ms(32) >= 4 * (1 / curve.ms(1))
+    sizes = [p["batch_size"] for p in profile["points"]]
+    per_request = [curve.ms(b) / b for b in sizes]
+    assert all(later <= earlier * 1.05 for earlier, later in zip(per_request, per_request[1:], strict=False))
+
+
+def test_the_h200_kernel_curve_is_the_measured_one() -> None:
+    curve = load_curve("h200-resnet50-fp16-kernels")
+    assert curve.ms(1) == pytest.approx(0.902) and curve.ms(32) == pytest.approx(3.598)
+    assert curve.ms(256) == pytest.approx(23.663)
