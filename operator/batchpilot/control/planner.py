@@ -9,7 +9,8 @@ capacity, it says so (BatchingBound) instead of adding replicas. spec.replicas p
 with spec.autoscaling.mode external an HPA or KEDA owns it and the count that runs is kept (ExternalReplicas).
 While the model knows nothing yet it falls back to the reactive rule. Measurements outrank the model where they
 cover the running count at the current load: a count seen slow is not returned to (seen_slow), and a count seen
-within half of each margin is kept although the model asks for more (held).
+within half of each margin is kept although the model asks for more (held), and a count that has served a steady
+load well for five minutes tries one replica fewer when the model gives that one half of each margin (tried_fewer).
 
 The planner only proposes (a `Proposal`: the count it wants, its reason and evidence); the shared stage in
 limits.py applies bounds, the readiness wait, the cooldown, the steps, the stabilization window and the retune
@@ -60,6 +61,13 @@ BACKLOG_DRAIN_S = 60.0
 """Requests already queued in Triton are planned for as extra arrivals spread over this long: after an overload
 the service must clear its backlog, not only keep up with new requests (e.g. 60,000 queued -> +1,000 req/s).
 In steady state the queue holds about one batch per pod, a negligible addition."""
+
+TRIAL_S = 300.0
+"""A count that has served a steady load this long, within the planning target, tries one replica fewer when the
+model predicts that one within half of each margin (tried_fewer)."""
+FELL_S = 1800.0
+"""No trial of one replica fewer for this long after the load fell out of its steady band: a load that was higher
+half an hour ago may come back (MMPP flash crowds: trials between bursts cost 0.3-2.1 points of attainment)."""
 
 RISE_BAND = STEADY_BAND
 """A rate more than this fraction above the previous tick's is a rise: the plan projects it forward."""
@@ -124,7 +132,8 @@ def steady(history: History, rate: float, now: float) -> History:
     ref = history.steady_rate
     if ref is not None and abs(rate - ref) <= STEADY_BAND * max(ref, 1.0):
         return history
-    return replace(history, steady_rate=rate, steady_since=now, slow_at=None)
+    fell_at = now if ref is not None and rate < ref else history.fell_at
+    return replace(history, steady_rate=rate, steady_since=now, slow_at=None, tried=None, fell_at=fell_at)
 
 
 def seen_slow(spec: InferenceServiceSpec, obs: Observation, history: History, now: float) -> History:
@@ -164,8 +173,11 @@ def held(spec: InferenceServiceSpec, obs: Observation, history: History, model: 
     limit_ms = (TARGET_FRACTION + (1 - TARGET_FRACTION) * HELD_MARGIN) * spec.slo.latency_ms
     limit_util = target_util + (1 - target_util) * HELD_MARGIN
     latency, serving, since, ref = obs.latency_ms, history.serving, history.steady_since, history.steady_rate
-    if latency is None or latency > limit_ms or serving is None or serving[0] != obs.replicas or since is None or \
-            ref is None or min(now - serving[1], now - since) < SUMMARY_WINDOW_S:
+    if serving is None or serving[0] != obs.replicas or since is None or ref is None or \
+            now - since < SUMMARY_WINDOW_S:
+        return None
+    fresh = history.tried is not None and history.tried[0] == obs.replicas and now - serving[1] < SUMMARY_WINDOW_S
+    if not fresh and (latency is None or latency > limit_ms or now - serving[1] < SUMMARY_WINDOW_S):
         return None
     if rate > (obs.arrival_rate or 0.0) or rate > ref * (1 + STEADY_BAND / 2):
         return None
@@ -173,9 +185,44 @@ def held(spec: InferenceServiceSpec, obs: Observation, history: History, model: 
                              spec.slo.percentile)
     if at_count.latency_ms > limit_ms or at_count.utilization > limit_util:
         return None
+    if fresh:
+        return (f"{plan_.replicas} by the model at {TARGET_FRACTION * spec.slo.latency_ms:g} ms, but "
+                f"{obs.replicas} is on trial (predicted {at_count.latency_ms:.0f} ms, utilization "
+                f"{at_count.utilization:.2f}): keeping {obs.replicas} until its p{spec.slo.percentile} is measured")
     return (f"{plan_.replicas} by the model at {TARGET_FRACTION * spec.slo.latency_ms:g} ms, but "
             f"p{spec.slo.percentile} has been {latency:.0f} ms (under {limit_ms:g} ms) at {obs.replicas} replica(s) "
             f"for a minute at this load: keeping {obs.replicas}")
+
+
+def tried_fewer(spec: InferenceServiceSpec, obs: Observation, history: History, model: CapacityModel, plan_: Plan,
+                rate: float, now: float) -> str | None:
+    """Why one replica fewer than the running count is worth a trial, or None.
+
+    The planning margins are for a prediction's error and for growth; a count that has served a steady load for
+    TRIAL_S within the planning target, with no growth, has measured both, unless the load fell out of its band
+    within FELL_S (it may come back). One replica fewer is tried when the model predicts it within half of each margin (what held() keeps) and it was not seen slow at this load; held()
+    then keeps it through its first summary window and afterwards on its own p95, and seen_slow() ends the trial
+    (and any other at this load) if that p95 exceeds the planning target.
+    """
+    fewer, serving, since, ref = obs.replicas - 1, history.serving, history.steady_since, history.steady_rate
+    latency = obs.latency_ms
+    if fewer < spec.autoscaling.min_replicas or latency is None or latency > TARGET_FRACTION * spec.slo.latency_ms:
+        return None
+    if serving is None or serving[0] != obs.replicas or since is None or ref is None or \
+            min(now - serving[1], now - since) < TRIAL_S:
+        return None
+    if rate > (obs.arrival_rate or 0.0) or rate > ref * (1 + STEADY_BAND / 2) or (history.slow_at or 0) >= fewer:
+        return None
+    if history.fell_at is not None and now - history.fell_at < FELL_S:
+        return None
+    target_util = spec.autoscaling.target_utilization
+    limit_ms = (TARGET_FRACTION + (1 - TARGET_FRACTION) * HELD_MARGIN) * spec.slo.latency_ms
+    at_fewer = model.predict(rate, candidate(spec, fewer, plan_.delay_us, plan_.instances), spec.slo.percentile)
+    if at_fewer.latency_ms > limit_ms or at_fewer.utilization > target_util + (1 - target_util) * HELD_MARGIN:
+        return None
+    return (f"p{spec.slo.percentile} has been {latency:.0f} ms at {obs.replicas} replica(s) for "
+            f"{TRIAL_S / 60:g} minutes at this load, and {fewer} is predicted at {at_fewer.latency_ms:.0f} ms, "
+            f"utilization {at_fewer.utilization:.2f}: trying {fewer}")
 
 
 def learn(spec: InferenceServiceSpec, obs: Observation, model: CapacityModel, history: History,
@@ -444,21 +491,29 @@ def _propose(spec: InferenceServiceSpec, obs: Observation, history: History, mod
     return _replicas(spec, obs, history, model, seen, rate, now)
 
 
+def _trial(spec: InferenceServiceSpec, obs: Observation, history: History, model: CapacityModel, seen: _Seen,
+           projected_rate: float, now: float) -> Proposal | None:
+    """The proposal of one replica fewer on trial (tried_fewer), or None."""
+    why = tried_fewer(spec, obs, history, model, seen.plan, projected_rate, now)
+    if why is None:
+        return None
+    trial = seen.proposal(obs.replicas - 1, DecisionReason.SCALE_DOWN, replace(history, tried=(obs.replicas - 1, now)))
+    return replace(trial, evidence=f"{seen.text}; {why}", message=f"{seen.text}; {why}")
+
+
 def _replicas(spec: InferenceServiceSpec, obs: Observation, history: History, model: CapacityModel, seen: _Seen,
               projected_rate: float, now: float) -> Proposal:
     """The count the plan (or a batching bound, or a breach the model cannot explain) asks for."""
-    bounds, current, slo = spec.autoscaling, obs.replicas, spec.slo.latency_ms
+    bounds, current, slo, planned, breach = spec.autoscaling, obs.replicas, spec.slo.latency_ms, seen.plan.replicas, seen.breach
     rate, target_util = obs.arrival_rate or 0.0, bounds.target_utilization
-    planned, breach = seen.plan.replicas, seen.breach
     bound = batching_bound(spec, model, rate, slo * TARGET_FRACTION, target_util, seen.plan.delay_us,
                            seen.plan.instances)
     if bound is not None:
         # More replicas would only make batches wait longer: run the best count and say what to change.
         planned, predicted = bound
         seen = _bound(spec, seen, planned, predicted)
-    since = math.inf if history.last_scale_at is None else now - history.last_scale_at
     unexplained = bound is None and breach and planned <= current
-    if unexplained and since >= obs.window_s:
+    if unexplained and (history.last_scale_at is None or now - history.last_scale_at >= obs.window_s):
         planned = min(bounds.max_replicas, current + 1)  # the model under-predicts a breach seen since the change
     if planned > current and bound is None and not breach and \
             (why := held(spec, obs, history, model, seen.plan, projected_rate, now)) is not None:
@@ -482,14 +537,16 @@ def _replicas(spec: InferenceServiceSpec, obs: Observation, history: History, mo
     if bound is not None:
         down_to = planned
     else:
-        # The way-up utilization: a gap of 0.1 below it held a pod too many for the whole hour of a steady load at
-        # 0.82 of the smaller count's capacity (Gamma CV 4; README "The scale-down band"). The window's highest
-        # proposal (limits.py) and seen_slow() keep the way down from flapping instead.
+        # The way-up utilization (a gap of 0.1 below it held a pod too many on Gamma CV 4; README "The scale-down
+        # band"): the window's highest proposal (limits.py) and seen_slow() keep the way down from flapping instead.
         down_to = plan(spec, model, rate, slo * SCALE_DOWN_FRACTION, target_util).replicas
         if history.slow_at is not None and down_to <= history.slow_at and down_to < current:
             message = (f"{seen.text}; {down_to} would do by the model, but p{spec.slo.percentile} was over "
                        f"{TARGET_FRACTION * slo:g} ms at {history.slow_at} replica(s) at this load: keeping more")
             down_to = history.slow_at + 1
+        elif down_to >= current and not breach and \
+                (trial := _trial(spec, obs, history, model, seen, projected_rate, now)) is not None:
+            return trial
     if down_to < current and (bound is not None or not breach):
         return seen.proposal(down_to, DecisionReason.SCALE_DOWN, history)
     return seen.proposal(current, DecisionReason.BATCHING_BOUND if bound is not None else DecisionReason.WITHIN_SLO,
