@@ -155,6 +155,14 @@ def seen_slow(spec: InferenceServiceSpec, obs: Observation, history: History, no
     return history
 
 
+def held_limits(spec: InferenceServiceSpec) -> tuple[float, float]:
+    """(latency ms, utilization) a count may reach and be kept (held) or tried (tried_fewer): HELD_MARGIN of each
+    planning margin."""
+    target_util = spec.autoscaling.target_utilization
+    return ((TARGET_FRACTION + (1 - TARGET_FRACTION) * HELD_MARGIN) * spec.slo.latency_ms,
+            target_util + (1 - target_util) * HELD_MARGIN)
+
+
 def held(spec: InferenceServiceSpec, obs: Observation, history: History, model: CapacityModel, plan_: Plan,
          rate: float, now: float) -> str | None:
     """Why the running count is kept although the plan asks for more (HELD_MARGIN), or None.
@@ -169,14 +177,12 @@ def held(spec: InferenceServiceSpec, obs: Observation, history: History, model: 
     at 164-172 ms on 6 pods (SLO 200 ms) ran 7 for the hour: 16% more GPU-hours than KEDA's rate threshold tuned
     on the trace.
     """
-    target_util = spec.autoscaling.target_utilization
-    limit_ms = (TARGET_FRACTION + (1 - TARGET_FRACTION) * HELD_MARGIN) * spec.slo.latency_ms
-    limit_util = target_util + (1 - target_util) * HELD_MARGIN
+    limit_ms, limit_util = held_limits(spec)
     latency, serving, since, ref = obs.latency_ms, history.serving, history.steady_since, history.steady_rate
     if serving is None or serving[0] != obs.replicas or since is None or ref is None or \
             now - since < SUMMARY_WINDOW_S:
         return None
-    fresh = history.tried is not None and history.tried[0] == obs.replicas and now - serving[1] < SUMMARY_WINDOW_S
+    fresh = history.tried == obs.replicas and now - serving[1] < SUMMARY_WINDOW_S
     if not fresh and (latency is None or latency > limit_ms or now - serving[1] < SUMMARY_WINDOW_S):
         return None
     if rate > (obs.arrival_rate or 0.0) or rate > ref * (1 + STEADY_BAND / 2):
@@ -200,9 +206,10 @@ def tried_fewer(spec: InferenceServiceSpec, obs: Observation, history: History, 
 
     The planning margins are for a prediction's error and for growth; a count that has served a steady load for
     TRIAL_S within the planning target, with no growth, has measured both, unless the load fell out of its band
-    within FELL_S (it may come back). One replica fewer is tried when the model predicts it within half of each margin (what held() keeps) and it was not seen slow at this load; held()
-    then keeps it through its first summary window and afterwards on its own p95, and seen_slow() ends the trial
-    (and any other at this load) if that p95 exceeds the planning target.
+    within FELL_S (it may come back). One replica fewer is tried when the model predicts it within half of each
+    margin (held_limits) and it was not seen slow at this load; held() then keeps it through its first summary
+    window and afterwards on its own p95, and seen_slow() ends the trial (and any other at this load) if that p95
+    exceeds the planning target.
     """
     fewer, serving, since, ref = obs.replicas - 1, history.serving, history.steady_since, history.steady_rate
     latency = obs.latency_ms
@@ -215,10 +222,9 @@ def tried_fewer(spec: InferenceServiceSpec, obs: Observation, history: History, 
         return None
     if history.fell_at is not None and now - history.fell_at < FELL_S:
         return None
-    target_util = spec.autoscaling.target_utilization
-    limit_ms = (TARGET_FRACTION + (1 - TARGET_FRACTION) * HELD_MARGIN) * spec.slo.latency_ms
+    limit_ms, limit_util = held_limits(spec)
     at_fewer = model.predict(rate, candidate(spec, fewer, plan_.delay_us, plan_.instances), spec.slo.percentile)
-    if at_fewer.latency_ms > limit_ms or at_fewer.utilization > target_util + (1 - target_util) * HELD_MARGIN:
+    if at_fewer.latency_ms > limit_ms or at_fewer.utilization > limit_util:
         return None
     return (f"p{spec.slo.percentile} has been {latency:.0f} ms at {obs.replicas} replica(s) for "
             f"{TRIAL_S / 60:g} minutes at this load, and {fewer} is predicted at {at_fewer.latency_ms:.0f} ms, "
@@ -497,15 +503,15 @@ def _trial(spec: InferenceServiceSpec, obs: Observation, history: History, model
     why = tried_fewer(spec, obs, history, model, seen.plan, projected_rate, now)
     if why is None:
         return None
-    trial = seen.proposal(obs.replicas - 1, DecisionReason.SCALE_DOWN, replace(history, tried=(obs.replicas - 1, now)))
+    trial = seen.proposal(obs.replicas - 1, DecisionReason.SCALE_DOWN, replace(history, tried=obs.replicas - 1))
     return replace(trial, evidence=f"{seen.text}; {why}", message=f"{seen.text}; {why}")
 
 
 def _replicas(spec: InferenceServiceSpec, obs: Observation, history: History, model: CapacityModel, seen: _Seen,
               projected_rate: float, now: float) -> Proposal:
     """The count the plan (or a batching bound, or a breach the model cannot explain) asks for."""
-    bounds, current, slo, planned, breach = spec.autoscaling, obs.replicas, spec.slo.latency_ms, seen.plan.replicas, seen.breach
-    rate, target_util = obs.arrival_rate or 0.0, bounds.target_utilization
+    bounds, current, slo, planned = spec.autoscaling, obs.replicas, spec.slo.latency_ms, seen.plan.replicas
+    rate, target_util, breach = obs.arrival_rate or 0.0, bounds.target_utilization, seen.breach
     bound = batching_bound(spec, model, rate, slo * TARGET_FRACTION, target_util, seen.plan.delay_us,
                            seen.plan.instances)
     if bound is not None:

@@ -136,8 +136,8 @@ class History:
     """The most replicas seen over the planning target (TARGET_FRACTION of the SLO) at the SLO percentile after they
     had all served for a whole summary window, at the current steady load: the planner removes none down to that
     count again until the load moves (planner.seen_slow)."""
-    tried: tuple[int, float] | None = None
-    """(replicas, when) of the last count proposed as a trial of one replica fewer (planner.tried_fewer): held()
+    tried: int | None = None
+    """The last count proposed as a trial of one replica fewer (planner.tried_fewer), until the load moves: held()
     keeps it through its first summary window, before its own p95 can be measured."""
     fell_at: float | None = None
     """When the load last fell out of its steady band (planner.steady): no trial of one replica fewer for
