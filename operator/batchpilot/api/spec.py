@@ -324,8 +324,8 @@ class AutoscalingSpec(ApiModel):
     max_replicas: Annotated[int, Field(ge=1, le=1000)] = 4
     """Most replicas (each takes runtime.resources' nvidia.com/gpu GPUs)."""
     target_utilization: Annotated[float, Field(ge=0.2, le=0.95)] = 0.85
-    """Plan each replica up to this share of its capacity at the chosen batching, up and down; a running count
-    measured within the SLO for a minute at a steady load is kept up to halfway from this to 1."""
+    """Plan each replica up to this share of its capacity at the chosen batching, up and down; at a steady load, a
+    running count measured within the SLO is kept, and one replica fewer tried, up to halfway from this to 1."""
     scale_up: ScaleUpSpec = ScaleUpSpec()
     """Pacing of scale-up."""
     scale_down: ScaleDownSpec = ScaleDownSpec()
