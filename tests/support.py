@@ -112,12 +112,15 @@ class BackgroundLoad:
     def __init__(self, sandbox: Sandbox, sample: SampleService, schedule: str) -> None:
         self.lines: list[str] = []
         self.rows: list[Row] = []
+        self.requests: list[tuple[float, float | None]] = []
+        """(seconds since the load started when sent, latency or None when it failed), as they end."""
         self._watches: list[ServiceWatch] = []
         self._started = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(sandbox, sample, schedule), daemon=True)
 
     def _run(self, sandbox: Sandbox, sample: SampleService, schedule: str) -> None:
-        self.rows.extend(load_step(sandbox, sample, schedule, self.lines.append, on_start=self._on_start))
+        self.rows.extend(load_step(sandbox, sample, schedule, self.lines.append, on_start=self._on_start,
+                                   on_request=lambda sent, latency: self.requests.append((sent, latency))))
 
     def _on_start(self, watch: ServiceWatch) -> None:
         self._watches.append(watch)
@@ -181,13 +184,14 @@ def install_crd(kubeconfig: Path, namespace: str) -> Path:
 
 @contextlib.contextmanager
 def emulator_triton(root: Path, address: str, config_pbtxt: str, time_scale: float,
-                    extra_args: Sequence[str] = ()) -> Iterator[str]:
+                    extra_args: Sequence[str] = (), load_s: float = 0.0) -> Iterator[str]:
     """The wheel's tritonserver on address:8000 with the GPU emulator (h100-resnet50-fp16, time_scale times
-    slower) loaded as model "emulator" under explicit model control, config_pbtxt as its config. root holds
-    the model repository, the backends and tritonserver.log. Yields the base URL once ready; stops it after."""
+    slower, each instance load_s to initialize) loaded as model "emulator" under explicit model control,
+    config_pbtxt as its config. root holds the model repository, the backends and tritonserver.log. Yields the
+    base URL once ready; stops it after."""
     version_dir = root / "models" / "emulator" / "1"
     version_dir.mkdir(parents=True)
-    for name, text in model_files("h100-resnet50-fp16", time_scale).items():
+    for name, text in model_files("h100-resnet50-fp16", time_scale, load_s=load_s).items():
         (version_dir / name).write_text(text)
     (version_dir.parent / "config.pbtxt").write_text(config_pbtxt)
     with repository_triton(root, address, "emulator", extra_args) as url:

@@ -10,6 +10,7 @@ import os
 import signal
 import time
 
+from batchpilot.sandbox.loadgen_stats import percentile
 from batchpilot.sandbox.process import tail
 from batchpilot.sandbox.sample import SampleService
 from batchpilot.sandbox.stack import Sandbox
@@ -53,6 +54,11 @@ def test_a_killed_operator_resumes_without_repeating_its_action(sandbox: Sandbox
     # Not lost: the restarted operator goes on observing and deciding, and the service ends within the SLO.
     observed_at = dt.datetime.strptime(status["observed"]["at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
     assert observed_at.timestamp() > killed + 60, status
-    late = [r for r in rows if r.t_s > rows[-1].t_s - 30]
-    assert late and all(r.p95_ms is not None and r.p95_ms <= SAMPLE.latency_ms for r in late), report
+    # The SLO's p95 over the last 30 s, all its requests together (one 5 s window of the table holds ~600: a
+    # single stall of ~0.3 s on these 2 shared cores puts that window's p95 over the SLO, not the service's).
+    late = sorted(latency for sent, latency in load.requests if latency is not None and sent > rows[-1].t_s - 30)
+    windows = [(r.t_s, round(r.p95_ms or 0)) for r in rows if r.t_s > rows[-1].t_s - 30]
+    p95_ms = percentile(late, 95) * 1000 if late else float("inf")
+    assert len(late) > 1000 and p95_ms <= SAMPLE.latency_ms, \
+        f"p95 {p95_ms:.0f} ms over {len(late)} requests of the last 30 s, per window {windows}\n{report}"
     assert sum(r.errors for r in rows) == 0, report

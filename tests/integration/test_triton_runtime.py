@@ -8,6 +8,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -169,3 +170,40 @@ def test_live_retune_under_load_fails_no_request(triton_url: str) -> None:
     assert [tuning for tuning, _ in applied] == tunings
     assert report.total.ok > 1000
     assert report.total.error_count == 0, report.total.errors
+
+
+SLOW_LOAD_ADDRESS = "127.0.0.202"
+SLOW_LOAD_S = 4.0
+"""Each instance of the emulator takes this long to initialize, as a GPU backend takes to load its weights."""
+
+
+def test_a_slow_load_under_load_holds_no_request(tmp_path: Path) -> None:
+    """A retune's load takes as long as the new instances take to initialize. Meanwhile Triton goes on serving
+    with the old ones, and the load call must not hold any client's request: over HTTP it ran on one of the HTTP
+    server's worker threads, and the requests on that thread's connections waited for the whole load (15 of them
+    6.4 s at 85 req/s with a 5 s initialization); TritonAdmin.load goes over gRPC."""
+    config = CONFIG.replace("max_queue_delay_microseconds: 5000", "max_queue_delay_microseconds: 0")
+    with emulator_triton(tmp_path, SLOW_LOAD_ADDRESS, config, TIME_SCALE, load_s=SLOW_LOAD_S):
+        admin = TritonAdmin(SLOW_LOAD_ADDRESS)
+        took: list[float] = []
+
+        def add_an_instance() -> None:
+            time.sleep(5)
+            start = time.monotonic()
+            admin.load("emulator", with_tuning(admin.config("emulator"), Tuning(0, 2)))
+            took.append(time.monotonic() - start)
+
+        loader = threading.Thread(target=add_an_instance)
+        loader.start()
+        latencies: list[float | None] = []
+        report = asyncio.run(run_load([f"{SLOW_LOAD_ADDRESS}:8000"], "emulator", [(16.0, 85.0)], interval_s=16.0,
+                                      on_request=lambda _, latency: latencies.append(latency)))
+        loader.join(60)
+        applied = tuning_of(admin.config("emulator"))
+        print(f"{report.total.line()}; the load took {took} s")
+
+    assert took and took[0] >= SLOW_LOAD_S, f"the load took {took} s: it did not wait for the new instances"
+    assert applied == Tuning(0, 2), applied
+    assert report.total.error_count == 0, report.total.errors
+    slowest = max(t for t in latencies if t is not None)
+    assert slowest < SLOW_LOAD_S / 2, f"a request took {slowest:.2f} s while the model loaded for {took[0]:.1f} s"

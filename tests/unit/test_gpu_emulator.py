@@ -71,6 +71,11 @@ def test_time_scale_multiplies_batch_time(tmp_path: Path) -> None:
     (tmp_path / "emulator.json").write_text(json.dumps({"overlap": 1.5}))
     with pytest.raises(ValueError, match="overlap must be within 0..1"):
         load_settings(tmp_path)
+    (tmp_path / "emulator.json").write_text(json.dumps({"load_s": 3}))
+    assert load_settings(tmp_path) == EmulatorSettings(1.0, 0.0, 3.0)
+    (tmp_path / "emulator.json").write_text(json.dumps({"load_s": -1}))
+    with pytest.raises(ValueError, match="load_s must be >= 0"):
+        load_settings(tmp_path)
 
 
 def test_shipped_resnet_profile_matches_measurements() -> None:
@@ -79,7 +84,7 @@ def test_shipped_resnet_profile_matches_measurements() -> None:
     assert curve.latency_ms(64) == pytest.approx(7.688)
     assert curve.latency_ms(192) == pytest.approx((14.401 + 26.929) / 2)  # halfway between 128 and 256
     assert curve.latency_ms(512) > curve.latency_ms(256)
-    assert json.loads(files["emulator.json"]) == {"time_scale": 3.0, "overlap": 0.0}
+    assert json.loads(files["emulator.json"]) == {"time_scale": 3.0, "overlap": 0.0, "load_s": 0.0}
     assert set(files) == {"model.py", "profile_curve.py", "profile.json", "emulator.json"}
 
 

@@ -1,6 +1,7 @@
 """Triton's model repository API, per pod: read a model's live config, load it with a config override.
 
 All Triton I/O of the operator lives here. Calls are synchronous (the control loop runs in kopf's threads).
+Reads go over HTTP; a load goes over gRPC (TritonAdmin.load says why).
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from batchpilot.build.names import HTTP_PORT
+import tritonclient.grpc as triton_grpc
+from tritonclient.utils import InferenceServerException
+
+from batchpilot.build.names import GRPC_PORT, HTTP_PORT
 
 
 class TritonError(RuntimeError):
@@ -20,8 +24,9 @@ class TritonError(RuntimeError):
 
 
 class TritonAdmin:
-    def __init__(self, host: str, port: int = HTTP_PORT, timeout_s: float = 60.0) -> None:
+    def __init__(self, host: str, port: int = HTTP_PORT, timeout_s: float = 60.0, grpc_port: int = GRPC_PORT) -> None:
         self.base = f"http://{host}:{port}"
+        self.grpc = f"{host}:{grpc_port}"
         self.timeout_s = timeout_s
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -45,10 +50,19 @@ class TritonAdmin:
     def load(self, model: str, config: dict[str, Any]) -> None:
         """(Re)load the model with this configuration instead of its config.pbtxt (explicit model control).
 
-        Triton loads the new instances before it retires the old ones, so requests keep being served.
+        Triton loads the new instances before it retires the old ones, so requests keep being served. Over gRPC,
+        not HTTP: Triton's HTTP server runs a load on one of its worker threads until the model is ready, and
+        every client connection that thread serves waits as long. Measured on the wheel's tritonserver 2.51 at
+        85 req/s with a 5 s model initialization: over HTTP the 15 requests in flight on that thread's connections
+        took 6.4 s, over gRPC none took over 145 ms (tests/integration/test_triton_runtime.py).
         """
-        self._call("POST", f"/v2/repository/models/{model}/load",
-                   {"parameters": {"config": json.dumps(config)}})
+        client = triton_grpc.InferenceServerClient(self.grpc)
+        try:
+            client.load_model(model, config=json.dumps(config), client_timeout=self.timeout_s)
+        except InferenceServerException as e:
+            raise TritonError(f"load {model} at grpc://{self.grpc}: {e}") from e
+        finally:
+            client.close()
 
     def stats(self, model: str) -> dict[str, Any]:
         """The model's statistics since it was (re)loaded (GET /v2/models/<model>/stats)."""

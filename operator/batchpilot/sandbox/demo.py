@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from batchpilot.sandbox.loadgen import PodTargets, WindowReport, parse_schedule, run_load
+from batchpilot.sandbox.loadgen_runner import OnRequest
 from batchpilot.sandbox.paths import default_workdir
 from batchpilot.sandbox.sample import SampleService
 from batchpilot.sandbox.service_watch import ServiceSample, ServiceWatch
@@ -193,7 +194,7 @@ def wait_ready(watch: ServiceWatch, timeout_s: float = 180.0) -> None:
 
 
 async def _load(sandbox: Sandbox, sample: SampleService, watch: ServiceWatch, schedule: str,
-                rows: list[Row], echo: Callable[[str], None]) -> None:
+                rows: list[Row], echo: Callable[[str], None], on_request: OnRequest | None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     if threading.current_thread() is threading.main_thread():  # signal handlers only work there
@@ -204,19 +205,23 @@ async def _load(sandbox: Sandbox, sample: SampleService, watch: ServiceWatch, sc
     def on_interval(report: WindowReport) -> None:
         rows.append(row(report, watch.latest()))
         echo(line(rows[-1], sample.latency_ms))
+        if report.errors:  # which kind failed is what tells a fault from an overload
+            echo(f"{'':7}failed: " + ", ".join(f"{k} {v}" for k, v in sorted(report.errors.items())))
 
     try:
         await run_load(targets, sample.model, parse_schedule(schedule), interval_s=5.0, on_interval=on_interval,
-                       stop=stop, timeout_s=10.0)
+                       stop=stop, timeout_s=10.0, on_request=on_request)
     finally:
         targets.close()
 
 
 def load_step(sandbox: Sandbox, sample: SampleService, schedule: str, echo: Callable[[str], None],
-              on_start: Callable[[ServiceWatch], None] | None = None) -> list[Row]:
+              on_start: Callable[[ServiceWatch], None] | None = None,
+              on_request: OnRequest | None = None) -> list[Row]:
     """Apply the sample, wait for its first replica, offer the schedule's load; one Row per 5 s window.
 
-    on_start(watch) is called as the load starts (tests use it to schedule faults against the run).
+    on_start(watch) is called as the load starts (tests use it to schedule faults against the run);
+    on_request(offset, latency) sees every request (run_load's).
     """
     sandbox.kubectl("apply", "-f", "-", stdin=sample.yaml())
     echo(f"[demo] applied InferenceService {sample.namespace}/{sample.name} "
@@ -228,7 +233,7 @@ def load_step(sandbox: Sandbox, sample: SampleService, schedule: str, echo: Call
         echo(HEADER)
         if on_start is not None:
             on_start(watch)
-        asyncio.run(_load(sandbox, sample, watch, schedule, rows, echo))
+        asyncio.run(_load(sandbox, sample, watch, schedule, rows, echo, on_request))
     return rows
 
 

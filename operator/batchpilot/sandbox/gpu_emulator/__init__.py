@@ -35,17 +35,18 @@ def profile_path(profile: str) -> Path:
     )
 
 
-def model_files(profile: str = DEFAULT_PROFILE, time_scale: float = 1.0, overlap: float = 0.0) -> dict[str, str]:
+def model_files(profile: str = DEFAULT_PROFILE, time_scale: float = 1.0, overlap: float = 0.0,
+                load_s: float = 0.0) -> dict[str, str]:
     """File name -> text for the emulator's model version directory (see EmulatorSettings for the knobs)."""
-    if time_scale < 0:
-        raise ValueError(f"time_scale must be >= 0, got {time_scale}")
+    if time_scale < 0 or load_s < 0:
+        raise ValueError(f"time_scale and load_s must be >= 0, got {time_scale}, {load_s}")
     if not 0.0 <= overlap <= 1.0:
         raise ValueError(f"overlap must be within 0..1, got {overlap}")
     profile_text = profile_path(profile).read_text()
     ProfileCurve.from_json(profile_text)  # fail here, not inside Triton, on a malformed profile
     files = {name: (PACKAGE_DIR / name).read_text() for name in MODEL_SOURCES}
     files[PROFILE_FILE] = profile_text
-    files[EMULATOR_FILE] = json.dumps({"time_scale": time_scale, "overlap": overlap}) + "\n"
+    files[EMULATOR_FILE] = json.dumps({"time_scale": time_scale, "overlap": overlap, "load_s": load_s}) + "\n"
     return files
 
 

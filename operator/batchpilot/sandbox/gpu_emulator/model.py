@@ -40,6 +40,7 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         self.curve = ProfileCurve.from_json((model_dir / PROFILE_FILE).read_text())
         self.settings = load_settings(model_dir)
+        time.sleep(self.settings.load_s)
         self.batched = int(config.get("max_batch_size", 0)) > 0
         self.input_name = config["input"][0]["name"]
         output = config["output"][0]

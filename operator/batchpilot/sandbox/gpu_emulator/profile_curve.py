@@ -65,6 +65,8 @@ class EmulatorSettings:
     overlap: float = 0.0
     """Fraction of a batch's time that model instances of one pod may spend side by side (0: they take turns on
     the one emulated GPU, a saturated GPU; 1: they never contend, as with launch-bound kernels)."""
+    load_s: float = 0.0
+    """Seconds each model instance takes to initialize, as a real backend takes to put its weights on the GPU."""
 
 
 def load_settings(model_dir: Path) -> EmulatorSettings:
@@ -73,9 +75,10 @@ def load_settings(model_dir: Path) -> EmulatorSettings:
     if not path.exists():
         return EmulatorSettings()
     raw = json.loads(path.read_text())
-    settings = EmulatorSettings(float(raw.get("time_scale", 1.0)), float(raw.get("overlap", 0.0)))
-    if settings.time_scale < 0:
-        raise ValueError(f"{path}: time_scale must be >= 0, got {settings.time_scale}")
+    settings = EmulatorSettings(float(raw.get("time_scale", 1.0)), float(raw.get("overlap", 0.0)),
+                                float(raw.get("load_s", 0.0)))
+    if settings.time_scale < 0 or settings.load_s < 0:
+        raise ValueError(f"{path}: time_scale and load_s must be >= 0, got {settings.time_scale}, {settings.load_s}")
     if not 0.0 <= settings.overlap <= 1.0:
         raise ValueError(f"{path}: overlap must be within 0..1, got {settings.overlap}")
     return settings
