@@ -135,9 +135,10 @@ def test_reloads_roll_one_pod_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None
         reconfigure(self, batching, at_s, pause_s)
 
     monkeypatch.setattr(ReplicaBatcher, "reconfigure", spy)
-    sim = Simulation(poisson(100.0, 60.0), Stub(3, after(15.0, 3, faster)), config(reload_pause_s=1.3), seed=2)
+    sim = Simulation(poisson(100.0, 60.0), Stub(3, after(15.0, 3, faster)), config(reload_s=1.3, reload_stall_s=0.2),
+                     seed=2)
     sim.run()
-    assert calls == [(15.0, 1.3), (pytest.approx(16.3), 1.3), (pytest.approx(17.6), 1.3)]
+    assert calls == [(15.0, 0.2), (pytest.approx(16.3), 0.2), (pytest.approx(17.6), 0.2)]
     assert [p.batcher.batching for p in sim.fleet.ready if p.batcher] == [faster] * 3
 
 
