@@ -52,9 +52,9 @@ class TritonAdmin:
 
         Triton loads the new instances before it retires the old ones, so requests keep being served. Over gRPC,
         not HTTP: Triton's HTTP server runs a load on one of its worker threads until the model is ready, and
-        every client connection that thread serves waits as long. Measured on the wheel's tritonserver 2.51 at
-        85 req/s with a 5 s model initialization: over HTTP the 15 requests in flight on that thread's connections
-        took 6.4 s, over gRPC none took over 145 ms (tests/integration/test_triton_runtime.py).
+        every client connection that thread serves waits as long. On the wheel's tritonserver 2.51 at 85 req/s,
+        instances taking 4 s to initialize: over HTTP a request took 5.46 s, over gRPC p99 130 ms
+        (tests/integration/test_triton_runtime.py::test_a_slow_load_under_load_holds_no_request).
         """
         client = triton_grpc.InferenceServerClient(self.grpc)
         try:
