@@ -18,13 +18,13 @@ COMPARE_ARGS ?=
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml sandbox/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[sandbox,sim,dev,export]'
+	$(BIN)/pip install --quiet -e '.[sim,dev,export]' -e ./sandbox
 	touch $@
 
-deps: $(STAMP) ## create .venv and install the package with its sandbox, sim, dev and export extras
+deps: $(STAMP) ## create .venv and install the operator with its sim, dev and export extras, and the sandbox (sandbox/)
 
 k8s-bins: ## build etcd, kube-apiserver, kube-controller-manager and helm once into $BATCHPILOT_CACHE
 	@if [ -n "$$KUBEBUILDER_ASSETS" ]; then echo "using KUBEBUILDER_ASSETS=$$KUBEBUILDER_ASSETS"; else hack/build-k8s-bins.sh >/dev/null; fi
@@ -51,7 +51,7 @@ crds-check: deps ## fail when crds/ differs from the API models
 	$(BIN)/batchpilot crds --check
 
 lint: deps ## ruff and mypy
-	$(BIN)/ruff check operator tests bench
+	$(BIN)/ruff check operator sandbox tests bench
 	$(BIN)/mypy
 
 test-unit: deps ## unit tests only (pure logic, no processes)
@@ -67,7 +67,7 @@ test-real-node: deps tools node-packages image ## the real node: Debian containe
 	$(BIN)/pytest -q -ra --durations=5 tests/real_node $(PYTEST_ARGS)
 
 demo: deps tools ## run the sandbox, a sample InferenceService and a load step; writes out/demo/
-	$(BIN)/batchpilot demo
+	$(BIN)/batchpilot-sandbox demo
 
 bench: deps tools bench-sim bench-fleet compare bench-faults ## reconcile 1,000 InferenceServices (throughput, p50/p95, memory, the loop's period held), decide() cost, the simulator comparison, its fleet-scale runs, its check against the sandbox, the real KEDA/HPA comparison and the longer faults under load; writes out/bench/
 	$(BIN)/python -m bench.reconcile_scale --out out/bench $(BENCH_ARGS)
@@ -89,10 +89,10 @@ bench-fleet: deps ## the simulator at fleet scale: one service up to 1,000 repli
 	$(BIN)/python -m bench.sim_fleet --out out/bench/fleet $(FLEET_ARGS)
 
 sandbox-up: deps tools ## start the sandbox in the background (KUBECONFIG is printed)
-	$(BIN)/batchpilot sandbox up
+	$(BIN)/batchpilot-sandbox up
 
 sandbox-down: ## stop a background sandbox
-	$(BIN)/batchpilot sandbox down
+	$(BIN)/batchpilot-sandbox down
 
 clean: ## remove the venv, sandbox state and outputs (keeps the binary cache)
 	rm -rf $(VENV) .sandbox out .pytest_cache .mypy_cache .ruff_cache

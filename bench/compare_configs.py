@@ -1,6 +1,6 @@
 """The five configurations `bench.compare_real` runs on the sandbox, as pure manifest builders.
 
-Every configuration serves the same sample (sandbox/sample.py: the H100 ResNet-50 profile slowed 10x,
+Every configuration serves the same sample (batchpilot_sandbox/demo/sample.py: the H100 ResNet-50 profile slowed 10x,
 maxBatchSize 4, SLO p95 200 ms, 1..4 replicas) in its own namespace:
 
 - batchpilot: Batchpilot plans replicas; batching `fixed` at the peers' static setting, so only the replica
@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from batchpilot.adapters.promql import ServiceQueries
-from batchpilot.sandbox.sample import SampleService
+from batchpilot_sandbox.demo.sample import SampleService
 
 PEER_RATE_WINDOW_S = 60.0
 """The peers' rate() window, seconds: NVIDIA's recording rule uses [1m], and so does the rate a user writes

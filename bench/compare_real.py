@@ -31,13 +31,13 @@ from typing import Any
 
 import yaml
 
-from batchpilot.sandbox.demo import HEADER, Row, line, plot, row, wait_ready
-from batchpilot.sandbox.loadgen import PodTargets, WindowReport, run_load
-from batchpilot.sandbox.loadgen_stats import Phase, schedule_duration
-from batchpilot.sandbox.namespaces import release_namespace
-from batchpilot.sandbox.process import poll
-from batchpilot.sandbox.service_watch import ServiceWatch
-from batchpilot.sandbox.stack import Sandbox, SandboxConfig
+from batchpilot_sandbox.cluster.namespaces import release_namespace
+from batchpilot_sandbox.cluster.stack import Sandbox, SandboxConfig
+from batchpilot_sandbox.demo.run import HEADER, Row, line, plot, row, wait_ready
+from batchpilot_sandbox.demo.service_watch import ServiceWatch
+from batchpilot_sandbox.loadgen.cli import PodTargets, WindowReport, run_load
+from batchpilot_sandbox.loadgen.stats import Phase, schedule_duration
+from batchpilot_sandbox.process import poll
 from bench.compare_configs import Config, configs, inference_service, scaled_object
 from bench.compare_metrics import RealRun, load_start
 from bench.compare_shapes import SHAPES, schedule_text
@@ -45,7 +45,7 @@ from bench.sim_compare import Service, sizing
 from bench.sim_validate_stats import Series
 
 SERVICE = Service("h100-resnet50-fp16", 10.0, 4, 200.0, max_replicas=4)
-"""The sample service as bench/sim_compare.py describes one (sandbox/sample.py's profile, slowdown, batch cap
+"""The sample service as bench/sim_compare.py describes one (batchpilot_sandbox/demo/sample.py's profile, slowdown, batch cap
 and SLO): its sizing gives the peers' static batching and per-replica capacity."""
 SEED = 0
 """Seed of every shape's rate path and of the load generator's arrivals (the simulator replays them)."""

@@ -13,8 +13,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from batchpilot.sandbox.paths import keda_bins_dir
 from batchpilot.sim.metrics import run_metrics, summarize
+from batchpilot_sandbox.paths import keda_bins_dir
 from bench.compare_configs import configs
 from bench.compare_metrics import RealRun, clip_series, record
 from bench.compare_real import SERVICE

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from batchpilot.sandbox.loadgen_stats import Phase, poisson_arrivals, validate_phases
 from batchpilot.sim.traces import mmpp_path, ramp_spike_rate
 from batchpilot.sim.types import FloatArray, Trace
+from batchpilot_sandbox.loadgen.stats import Phase, poisson_arrivals, validate_phases
 
 SCALE_RPS = 100.0
 """1x of every shape, requests/s: about one sandbox replica's capacity (see the module docstring)."""

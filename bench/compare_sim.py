@@ -31,7 +31,7 @@ BATCHPILOT_WINDOW_S = 15.0
 CONTROL_INTERVAL_S = 5.0
 """The sandbox operator's control interval (SandboxConfig.control_interval_s)."""
 SCALE_DOWN_STABILIZATION_S = 30
-"""sandbox/sample.py scale_down_stabilization_seconds, which the real Batchpilot run has too."""
+"""batchpilot_sandbox/demo/sample.py scale_down_stabilization_seconds, which the real Batchpilot run has too."""
 
 
 @dataclass(frozen=True)

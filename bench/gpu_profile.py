@@ -1,16 +1,16 @@
 """Measure, on a real GPU, what the simulator and the GPU emulator take as given: the batch curve and the
 contention between Triton instances. Needs PyTorch with CUDA (and transformers for the BERT-like encoder); it is
 not run by `make test` or `make bench` (CI has no GPU): run it where a GPU is, then copy the profiles it writes
-into operator/batchpilot/sandbox/profiles.
+into operator/batchpilot/sim/profiles.
 
     python3 bench/gpu_profile.py OUT_DIR [--parts curves,busy,contention] [--quick]
 
 It writes, into OUT_DIR:
-- `<gpu>-<model>.json`: one profile per model in the format of sandbox/profiles (median compute time per batch
+- `<gpu>-<model>.json`: one profile per model in the format of sim/profiles (median compute time per batch
   size), measured as the H100 profiles were: PyTorch eager, fp16, CUDA events around each batch, 5 warm-ups and 30
   timed runs per batch size, the median kept. On a slow host this is launch-bound (flat up to a batch of 32-64).
 - `<gpu>-<model>-kernels.json`: the sum of the kernel times per batch (PyTorch's profiler): what the GPU itself
-  needs, close to what a backend with no launch gaps pays (CUDA graphs, TensorRT). sandbox/profiles'
+  needs, close to what a backend with no launch gaps pays (CUDA graphs, TensorRT). sim/profiles'
   h200-*-kernels.json were written so.
 - `gpu_profile.json`: everything measured, with the hardware and software named (bench/measurements/ keeps the
   H200 runs of 2026-12-04):

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from batchpilot.sandbox.controlplane import ControlPlane
-from batchpilot.sandbox.process import free_port, spawn, stop_process, tail
+from batchpilot_sandbox.cluster.controlplane import ControlPlane
+from batchpilot_sandbox.process import free_port, spawn, stop_process, tail
 
 
 @dataclass(frozen=True)

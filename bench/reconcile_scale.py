@@ -26,8 +26,8 @@ from typing import Any
 
 import yaml
 
-from batchpilot.sandbox.controlplane import ControlPlane
-from batchpilot.sandbox.kubectl import install_crd, kubectl
+from batchpilot_sandbox.cluster.controlplane import ControlPlane
+from batchpilot_sandbox.cluster.kubectl import install_crd, kubectl
 from bench.fleet import CREATE, Expectation, Fleet, edit_of
 from bench.operator_process import Footprint, OperatorProcess
 from bench.report import markdown

@@ -4,8 +4,8 @@
     python -m bench.sim_validate --sim-only --out /tmp/v                  # simulator only (cold start --cold-start)
     python -m bench.sim_validate --sandbox-json out/bench/validate/validate.json --out /tmp/v   # re-run the sim
 
-Sandbox side: the demo's machinery (sandbox/demo.py `load_step`): real Triton with the GPU emulator, real
-Prometheus and the operator, the sample service (sandbox/sample.py: H100 ResNet-50 slowed 10x, maxBatchSize 4,
+Sandbox side: the demo's machinery (batchpilot_sandbox/demo/run.py `load_step`): real Triton with the GPU emulator, real
+Prometheus and the operator, the sample service (batchpilot_sandbox/demo/sample.py: H100 ResNet-50 slowed 10x, maxBatchSize 4,
 SLO p95 200 ms, 1..4 replicas, scale-down stabilization 30 s) under the load generator's seeded Poisson schedule.
 Simulator side: the very same arrival times (loadgen_stats.poisson_arrivals with the load generator's seed), the
 same curve and spec, Batchpilot's planner every control interval, and a SimConfig set to the sandbox's periods;
@@ -28,12 +28,12 @@ from typing import Any
 
 import numpy as np
 
-from batchpilot.sandbox.loadgen_stats import parse_schedule, poisson_arrivals, schedule_duration
-from batchpilot.sandbox.sample import SampleService
 from batchpilot.sim.engine import SimConfig, simulate
 from batchpilot.sim.policies.batchpilot import BatchpilotPolicy, service_spec
 from batchpilot.sim.profile import load_curve
 from batchpilot.sim.types import ColdStart, Trace
+from batchpilot_sandbox.demo.sample import SampleService
+from batchpilot_sandbox.loadgen.stats import parse_schedule, poisson_arrivals, schedule_duration
 from bench.sim_validate_plot import plot, table
 from bench.sim_validate_stats import Errors, Series, Window, cold_starts, compare, request_windows
 
@@ -61,9 +61,9 @@ def echo(text: str) -> None:
 
 def run_sandbox(schedule: str, workdir: Path, gpus: int) -> tuple[Side, list[dict[str, Any]]]:
     """The demo's load step on a fresh sandbox; windows from the load generator, series from ServiceWatch."""
-    from batchpilot.sandbox.demo import line, load_step
-    from batchpilot.sandbox.service_watch import ServiceWatch
-    from batchpilot.sandbox.stack import Sandbox, SandboxConfig
+    from batchpilot_sandbox.cluster.stack import Sandbox, SandboxConfig
+    from batchpilot_sandbox.demo.run import line, load_step
+    from batchpilot_sandbox.demo.service_watch import ServiceWatch
 
     sample = SampleService()
     started: dict[str, Any] = {}
@@ -104,7 +104,7 @@ def sim_trace(schedule: str, seed: int) -> Trace:
 
 
 def sim_config(cold: ColdStart, sample: SampleService) -> SimConfig:
-    """The sandbox as the simulator sees it: sandbox/stack.py SandboxConfig periods, 4 GPUs, the demo timeout."""
+    """The sandbox as the simulator sees it: batchpilot_sandbox/cluster/stack.py SandboxConfig periods, 4 GPUs, the demo timeout."""
     return SimConfig(curve=load_curve(sample.profile_name, sample.time_scale), slo_ms=sample.latency_ms,
                      cold_start=cold, gpus=4, scrape_s=2.0, rate_window_s=15.0, client_timeout_s=CLIENT_TIMEOUT_S)
 

@@ -15,7 +15,7 @@ import numpy as np
 from batchpilot.sim.types import FloatArray
 
 WINDOW_S = 5.0
-"""Reporting window, seconds: the load generator's interval in the demo (sandbox/demo.py `_load`)."""
+"""Reporting window, seconds: the load generator's interval in the demo (batchpilot_sandbox/demo/run.py `_load`)."""
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from batchpilot.sandbox.kubectl import kubectl
+from batchpilot_sandbox.cluster.kubectl import kubectl
 
 REQUESTS = re.compile(r'^apiserver_request_total\{([^}]*)\} ([0-9.e+]+)$', re.M)
 LONG_RUNNING = ("WATCH", "CONNECT")

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from batchpilot.sandbox import certs
-from batchpilot.sandbox.controlplane import ControlPlane
-from batchpilot.sandbox.stack import Sandbox, SandboxConfig
+from batchpilot_sandbox.cluster import certs
+from batchpilot_sandbox.cluster.controlplane import ControlPlane
+from batchpilot_sandbox.cluster.stack import Sandbox, SandboxConfig
 
 
 @pytest.fixture(scope="session")

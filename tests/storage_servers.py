@@ -27,8 +27,8 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from batchpilot.sandbox import certs
-from batchpilot.sandbox.process import free_port, spawn, stop_process, tail
+from batchpilot_sandbox.cluster import certs
+from batchpilot_sandbox.process import free_port, spawn, stop_process, tail
 
 SECRET_AUTH = "Bearer t0ken-that-must-not-be-printed"
 """The Authorization header the site's private paths require."""

@@ -22,15 +22,20 @@ from typing import Any, TypeVar
 
 from batchpilot.adapters.triton import TritonAdmin
 from batchpilot.build.batching import Tuning, tuning_of, with_tuning
-from batchpilot.sandbox import kubectl as sandbox_kubectl
-from batchpilot.sandbox.demo import Row, load_step
-from batchpilot.sandbox.gpu_emulator import model_files
-from batchpilot.sandbox.namespaces import release_namespace
-from batchpilot.sandbox.process import poll, spawn, stop_process, tail
-from batchpilot.sandbox.sample import SampleService
-from batchpilot.sandbox.service_watch import ServiceSample, ServiceWatch
-from batchpilot.sandbox.stack import Sandbox
-from batchpilot.sandbox.triton_runtime import find_triton, prepare_backend_dir, server_argv, triton_env
+from batchpilot_sandbox.cluster import kubectl as sandbox_kubectl
+from batchpilot_sandbox.cluster.namespaces import release_namespace
+from batchpilot_sandbox.cluster.stack import Sandbox
+from batchpilot_sandbox.demo.run import Row, load_step
+from batchpilot_sandbox.demo.sample import SampleService
+from batchpilot_sandbox.demo.service_watch import ServiceSample, ServiceWatch
+from batchpilot_sandbox.gpu_emulator import model_files
+from batchpilot_sandbox.kubelet.triton_runtime import (
+    find_triton,
+    prepare_backend_dir,
+    server_argv,
+    triton_env,
+)
+from batchpilot_sandbox.process import poll, spawn, stop_process, tail
 
 T = TypeVar("T")
 

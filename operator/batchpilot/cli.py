@@ -1,4 +1,7 @@
-"""`batchpilot` command line: run the operator, render CRDs, drive the local sandbox and the demo."""
+"""`batchpilot` command line: run the operator, render CRDs, export and profile a model.
+
+The local sandbox and the demo have their own command, `batchpilot-sandbox` (batchpilot_sandbox.cli).
+"""
 
 from __future__ import annotations
 
@@ -56,18 +59,6 @@ def _operator(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sandbox(args: argparse.Namespace) -> int:
-    from batchpilot.sandbox.stack import cli
-
-    return cli(args)
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from batchpilot.sandbox.demo import run
-
-    return run(args)
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="batchpilot", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -82,28 +73,12 @@ def parser() -> argparse.ArgumentParser:
     o.add_argument("--verbose", action="store_true")
     o.set_defaults(func=_operator)
 
-    s = sub.add_parser("sandbox", help="local control plane, sandbox kubelet, Prometheus and operator")
-    s.add_argument("action", choices=["up", "down", "status"])
-    s.add_argument("--workdir", type=Path, default=None, help="state directory (default ./.sandbox)")
-    s.add_argument("--gpus", type=int, default=4, help="nvidia.com/gpu capacity of the sandbox node")
-    s.add_argument("--no-operator", action="store_true", help="do not start the operator")
-    s.add_argument("--keda", action="store_true", help="also run KEDA (needs `make keda`) to compare with")
-    s.add_argument("--real-node", action="store_true",
-                   help="also run a real node: containerd, kubelet, kube-scheduler (root; `make node-bins image`)")
-    s.set_defaults(func=_sandbox)
-
     from batchpilot.export.command import add_parser as add_export
     from batchpilot.profiling.command import add_parser as add_profile
 
     add_export(sub)
     add_profile(sub)
 
-    d = sub.add_parser("demo", help="bring the sandbox up, apply a sample service, run a load step, plot it")
-    d.add_argument("--workdir", type=Path, default=None)
-    d.add_argument("--out", type=Path, default=Path("out/demo"), help="where the summary and plot go")
-    d.add_argument("--schedule", default="40s@15,150s@120", help="load phases, duration@rate,...")
-    d.add_argument("--gpus", type=int, default=4)
-    d.set_defaults(func=_demo)
     return p
 
 

@@ -16,8 +16,8 @@ import signal
 import time
 
 from batchpilot.build.names import ChildNames
-from batchpilot.sandbox.sample import SampleService
-from batchpilot.sandbox.stack import Sandbox
+from batchpilot_sandbox.cluster.stack import Sandbox
+from batchpilot_sandbox.demo.sample import SampleService
 from support import (
     FAULT_RECOVERY_BOUND_S,
     METRICS_CONDITION_LAG_S,

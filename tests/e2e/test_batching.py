@@ -5,8 +5,8 @@ longer): the planner says so (BatchingBound) instead of buying replicas, so auto
 
 from __future__ import annotations
 
-from batchpilot.sandbox.sample import SampleService
-from batchpilot.sandbox.stack import Sandbox
+from batchpilot_sandbox.cluster.stack import Sandbox
+from batchpilot_sandbox.demo.sample import SampleService
 from support import SampleRun
 
 POOR_DELAY_US = 300_000

@@ -18,8 +18,8 @@ import torch
 import yaml
 
 from batchpilot.build.names import ChildNames
-from batchpilot.sandbox.namespaces import release_namespace
-from batchpilot.sandbox.stack import Sandbox
+from batchpilot_sandbox.cluster.namespaces import release_namespace
+from batchpilot_sandbox.cluster.stack import Sandbox
 from support import (
     REPO_ROOT,
     batchpilot_cli,

@@ -20,8 +20,8 @@ from typing import Any
 
 from batchpilot.adapters.triton import STATS_TIMEOUT_S
 from batchpilot.build.names import ChildNames
-from batchpilot.sandbox.sample import SampleService
-from batchpilot.sandbox.stack import Sandbox
+from batchpilot_sandbox.cluster.stack import Sandbox
+from batchpilot_sandbox.demo.sample import SampleService
 from support import (
     FAULT_RECOVERY_BOUND_S,
     BackgroundLoad,

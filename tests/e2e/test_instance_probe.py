@@ -8,8 +8,8 @@ is given back and a replica is added. No request fails across the reloads."""
 
 from __future__ import annotations
 
-from batchpilot.sandbox.sample import SampleService
-from batchpilot.sandbox.stack import Sandbox
+from batchpilot_sandbox.cluster.stack import Sandbox
+from batchpilot_sandbox.demo.sample import SampleService
 from support import SampleRun
 
 SCHEDULE = "100s@85"

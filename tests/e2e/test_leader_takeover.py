@@ -16,9 +16,9 @@ import urllib.request
 from typing import Any
 
 from batchpilot.election import JITTER_FACTOR, Timing
-from batchpilot.sandbox.process import free_port, tail
-from batchpilot.sandbox.sample import SampleService
-from batchpilot.sandbox.stack import Sandbox
+from batchpilot_sandbox.cluster.stack import Sandbox
+from batchpilot_sandbox.demo.sample import SampleService
+from batchpilot_sandbox.process import free_port, tail
 from support import BackgroundLoad, http_status, release_namespace, wait_for
 
 SAMPLE = SampleService(name="elected", namespace="e2e-leader", model="resnet50")

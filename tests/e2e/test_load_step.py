@@ -11,10 +11,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from batchpilot.sandbox.demo import load_step, summarize
-from batchpilot.sandbox.process import tail
-from batchpilot.sandbox.sample import SampleService
-from batchpilot.sandbox.stack import Sandbox
+from batchpilot_sandbox.cluster.stack import Sandbox
+from batchpilot_sandbox.demo.run import load_step, summarize
+from batchpilot_sandbox.demo.sample import SampleService
+from batchpilot_sandbox.process import tail
 from support import release_namespace
 
 SAMPLE = SampleService(name="loadstep", namespace="e2e-loadstep", model="resnet50")

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import time
 
-from batchpilot.sandbox.process import tail
-from batchpilot.sandbox.sample import SampleService
-from batchpilot.sandbox.stack import Sandbox
+from batchpilot_sandbox.cluster.stack import Sandbox
+from batchpilot_sandbox.demo.sample import SampleService
+from batchpilot_sandbox.process import tail
 from support import (
     METRICS_CONDITION_LAG_S,
     BackgroundLoad,

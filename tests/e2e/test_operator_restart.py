@@ -10,10 +10,10 @@ import os
 import signal
 import time
 
-from batchpilot.sandbox.loadgen_stats import percentile
-from batchpilot.sandbox.process import tail
-from batchpilot.sandbox.sample import SampleService
-from batchpilot.sandbox.stack import Sandbox
+from batchpilot_sandbox.cluster.stack import Sandbox
+from batchpilot_sandbox.demo.sample import SampleService
+from batchpilot_sandbox.loadgen.stats import percentile
+from batchpilot_sandbox.process import tail
 from support import BackgroundLoad, release_namespace, wait_for
 
 SAMPLE = SampleService(name="restart", namespace="e2e-restart", model="resnet50")

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import time
 
-from batchpilot.sandbox.sample import SampleService
-from batchpilot.sandbox.service_watch import ServiceWatch
-from batchpilot.sandbox.stack import Sandbox
+from batchpilot_sandbox.cluster.stack import Sandbox
+from batchpilot_sandbox.demo.sample import SampleService
+from batchpilot_sandbox.demo.service_watch import ServiceWatch
 from support import BackgroundLoad, release_namespace, wait_for
 
 # fixed batching: nothing but the replica count changes; 80 req/s fits on one replica (~95/s)

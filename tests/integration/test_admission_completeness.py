@@ -36,7 +36,7 @@ from batchpilot.api.parse import SpecError, parse_spec
 from batchpilot.api.spec import GROUP, PLURAL, VERSION
 from batchpilot.build.children import children
 from batchpilot.build.status import api_error
-from batchpilot.sandbox.controlplane import ControlPlane
+from batchpilot_sandbox.cluster.controlplane import ControlPlane
 from support import install_crd
 
 NAMESPACE = "it-admission"

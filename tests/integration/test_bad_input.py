@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from batchpilot.sandbox.controlplane import ControlPlane
+from batchpilot_sandbox.cluster.controlplane import ControlPlane
 from support import install_crd, kubectl_run
 
 NAMESPACE = "bad-input"

@@ -29,10 +29,10 @@ from batchpilot.control.capacity import MIN_OVERLAP
 from batchpilot.control.limits import RETUNE_INTERVAL_S
 from batchpilot.control.types import History
 from batchpilot.control_loop import PodSnapshots, Tick, tick
-from batchpilot.sandbox.gpu_emulator import model_files
-from batchpilot.sandbox.gpu_emulator.profile_curve import ProfileCurve
-from batchpilot.sandbox.loadgen import run_load
 from batchpilot.settings import OperatorSettings
+from batchpilot_sandbox.gpu_emulator import model_files
+from batchpilot_sandbox.gpu_emulator.profile_curve import ProfileCurve
+from batchpilot_sandbox.loadgen.cli import run_load
 from support import emulator_triton, wait_for
 
 ADDRESS = "127.0.0.202"  # clear of the sandbox kubelet (127.0.0.2 up) and test_triton_runtime (.201)

@@ -19,11 +19,11 @@ import pytest
 import yaml
 
 from batchpilot.build.names import FETCH_CONTAINER
-from batchpilot.sandbox import certs
-from batchpilot.sandbox.pod_layout import container_log
-from batchpilot.sandbox.process import tail
-from batchpilot.sandbox.sample import SampleService
-from batchpilot.sandbox.stack import Sandbox
+from batchpilot_sandbox.cluster import certs
+from batchpilot_sandbox.cluster.stack import Sandbox
+from batchpilot_sandbox.demo.sample import SampleService
+from batchpilot_sandbox.kubelet.pod_layout import container_log
+from batchpilot_sandbox.process import tail
 from storage_servers import Site, https_site, moto_s3
 from support import release_namespace, wait_for
 

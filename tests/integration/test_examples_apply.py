@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from batchpilot.sandbox.controlplane import ControlPlane
+from batchpilot_sandbox.cluster.controlplane import ControlPlane
 from support import install_crd, kubectl_run
 
 ROOT = Path(__file__).resolve().parents[2]

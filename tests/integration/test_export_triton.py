@@ -18,7 +18,7 @@ import torch
 import yaml
 
 import factories
-from batchpilot.sandbox.controlplane import ControlPlane
+from batchpilot_sandbox.cluster.controlplane import ControlPlane
 from support import (
     REPO_ROOT,
     batchpilot_cli,

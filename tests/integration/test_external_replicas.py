@@ -18,7 +18,7 @@ from batchpilot.adapters.kube import FIELD_MANAGER, HANDOVER_MANAGER, Kube
 from batchpilot.api.parse import parse_spec
 from batchpilot.api.spec import GROUP, PLURAL, VERSION
 from batchpilot.reconcile import reconcile
-from batchpilot.sandbox.controlplane import ControlPlane
+from batchpilot_sandbox.cluster.controlplane import ControlPlane
 from support import install_crd, kubectl_run
 
 NAMESPACE = "it-external-replicas"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from batchpilot.sandbox import certs
+from batchpilot_sandbox.cluster import certs
 from storage_servers import (
     SECRET_AUTH,
     SECRET_KEY,

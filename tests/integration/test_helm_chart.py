@@ -18,8 +18,8 @@ from prometheus_client.metrics import MetricWrapperBase
 from batchpilot import metrics
 from batchpilot.adapters import promql
 from batchpilot.build.names import ChildNames
-from batchpilot.sandbox.controlplane import ControlPlane
-from batchpilot.sandbox.paths import helm_binary
+from batchpilot_sandbox.cluster.controlplane import ControlPlane
+from batchpilot_sandbox.paths import helm_binary
 from support import kubectl_run, wait_for
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "batchpilot"

@@ -22,11 +22,11 @@ import yaml
 
 from batchpilot.adapters.kube import FIELD_MANAGER
 from batchpilot.build.names import ChildNames
-from batchpilot.sandbox.gpu_emulator import model_configmap
-from batchpilot.sandbox.keda import EXTERNAL_METRICS_PATH, Keda
-from batchpilot.sandbox.process import tail
-from batchpilot.sandbox.sample import SampleService
-from batchpilot.sandbox.stack import Sandbox
+from batchpilot_sandbox.cluster.keda import EXTERNAL_METRICS_PATH, Keda
+from batchpilot_sandbox.cluster.stack import Sandbox
+from batchpilot_sandbox.demo.sample import SampleService
+from batchpilot_sandbox.gpu_emulator import model_configmap
+from batchpilot_sandbox.process import tail
 from support import infer, release_namespace, wait_for
 
 NAMESPACE = "it-keda"

@@ -16,8 +16,8 @@ from batchpilot import metrics
 from batchpilot.adapters.lease import LeaseClient, LeaseConflict
 from batchpilot.election import JITTER_FACTOR, LeaseRecord, Timing
 from batchpilot.leadership import Leadership
-from batchpilot.sandbox.controlplane import ControlPlane
-from batchpilot.sandbox.process import free_port
+from batchpilot_sandbox.cluster.controlplane import ControlPlane
+from batchpilot_sandbox.process import free_port
 from support import http_status, kubectl_run
 
 T = Timing()

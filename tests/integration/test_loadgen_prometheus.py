@@ -18,10 +18,7 @@ import pytest
 from aiohttp import web
 from prometheus_api_client import PrometheusConnect
 
-from batchpilot.sandbox.loadgen import parse_schedule, run_load
-from batchpilot.sandbox.loadgen_stats import WindowReport
-from batchpilot.sandbox.process import free_port, pid_alive
-from batchpilot.sandbox.prometheus import (
+from batchpilot_sandbox.cluster.prometheus import (
     FAST_DISCOVERY,
     OPERATOR_JOB,
     PrometheusError,
@@ -29,6 +26,9 @@ from batchpilot.sandbox.prometheus import (
     find_prometheus,
     render_config,
 )
+from batchpilot_sandbox.loadgen.cli import parse_schedule, run_load
+from batchpilot_sandbox.loadgen.stats import WindowReport
+from batchpilot_sandbox.process import free_port, pid_alive
 from support import metrics_stub, wait_for
 
 pytestmark = pytest.mark.integration
@@ -144,7 +144,7 @@ def test_loadgen_cli_prints_json_lines() -> None:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "batchpilot.sandbox.loadgen",
+                "batchpilot_sandbox.loadgen.cli",
                 "--target",
                 ok,
                 "--model",
@@ -220,7 +220,7 @@ def test_a_prometheus_without_kubernetes_sd_is_explained(
 def test_prometheus_dies_with_its_parent(prometheus_binary: Path, tmp_path: Path) -> None:
     code = (
         "import sys, time\nfrom pathlib import Path\n"
-        "from batchpilot.sandbox.prometheus import PrometheusServer\n"
+        "from batchpilot_sandbox.cluster.prometheus import PrometheusServer\n"
         f"s = PrometheusServer(Path({str(tmp_path)!r}), {static_only([])!r})\n"
         "s.start()\nprint(s.proc.pid, flush=True)\ntime.sleep(120)\n"
     )

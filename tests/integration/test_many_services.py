@@ -13,8 +13,8 @@ from bench.operator_process import OperatorProcess
 from bench.reconcile_scale import apply_fleet
 from bench.tracker import Tracker
 
-from batchpilot.sandbox.controlplane import ControlPlane
-from batchpilot.sandbox.kubectl import install_crd, kubectl
+from batchpilot_sandbox.cluster.controlplane import ControlPlane
+from batchpilot_sandbox.cluster.kubectl import install_crd, kubectl
 from support import wait_for
 
 FLEET = Fleet(services=12, namespaces=3, prefix="it-many")

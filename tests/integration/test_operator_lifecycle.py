@@ -8,9 +8,9 @@ from typing import Any
 
 import yaml
 
-from batchpilot.sandbox.process import tail
-from batchpilot.sandbox.sample import SampleService
-from batchpilot.sandbox.stack import Sandbox
+from batchpilot_sandbox.cluster.stack import Sandbox
+from batchpilot_sandbox.demo.sample import SampleService
+from batchpilot_sandbox.process import tail
 from support import http_status, infer, processes_with, wait_for
 
 SAMPLE = SampleService(name="lifecycle", namespace="it-lifecycle", model="emulator", max_replicas=2)

@@ -20,8 +20,8 @@ import yaml
 
 from batchpilot.api.parse import parse_spec
 from batchpilot.build.children import deployment
-from batchpilot.sandbox.controlplane import ControlPlane
-from batchpilot.sandbox.paths import helm_binary
+from batchpilot_sandbox.cluster.controlplane import ControlPlane
+from batchpilot_sandbox.paths import helm_binary
 from support import kubectl_run
 
 NAMESPACE = "it-restricted"

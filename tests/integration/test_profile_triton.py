@@ -15,8 +15,8 @@ import factories
 from batchpilot.adapters.triton import TritonAdmin
 from batchpilot.profiling.files import ProfileError
 from batchpilot.profiling.measure import measure
-from batchpilot.sandbox.gpu_emulator import model_files
-from batchpilot.sandbox.gpu_emulator.profile_curve import ProfileCurve
+from batchpilot_sandbox.gpu_emulator import model_files
+from batchpilot_sandbox.gpu_emulator.profile_curve import ProfileCurve
 from support import emulator_triton
 
 ADDRESS = "127.0.0.205"  # clear of the sandbox kubelet (127.0.0.2 up) and the other Triton tests (.201-.204)

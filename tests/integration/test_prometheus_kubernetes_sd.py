@@ -14,15 +14,15 @@ from kubernetes import client, config
 from prometheus_api_client import PrometheusConnect
 
 from batchpilot.build.names import SERVICE_LABEL
-from batchpilot.sandbox.controlplane import ControlPlane
-from batchpilot.sandbox.loadgen import discover_targets
-from batchpilot.sandbox.prometheus import (
+from batchpilot_sandbox.cluster.controlplane import ControlPlane
+from batchpilot_sandbox.cluster.prometheus import (
     FAST_DISCOVERY,
     TRITON_JOB,
     PrometheusServer,
     find_prometheus,
     render_config,
 )
+from batchpilot_sandbox.loadgen.cli import discover_targets
 from support import metrics_stub, wait_for
 
 pytestmark = pytest.mark.integration

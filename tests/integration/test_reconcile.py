@@ -18,7 +18,7 @@ from kubernetes import config as kube_config
 from batchpilot.adapters.kube import Kube
 from batchpilot.api.parse import parse_spec
 from batchpilot.reconcile import reconcile
-from batchpilot.sandbox.stack import Sandbox
+from batchpilot_sandbox.cluster.stack import Sandbox
 from support import wait_for
 
 NAMESPACE = "it-reconcile"

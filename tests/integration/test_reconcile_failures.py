@@ -21,7 +21,7 @@ from kubernetes.client.exceptions import ApiException
 from batchpilot.adapters.kube import Kube
 from batchpilot.api.spec import GROUP, PLURAL, VERSION
 from batchpilot.build.status import QUOTA_RETRY_S
-from batchpilot.sandbox.controlplane import ControlPlane
+from batchpilot_sandbox.cluster.controlplane import ControlPlane
 from kopf_calls import call_reconcile_children, call_repair_child
 from support import install_crd, kubectl_run, wait_for
 

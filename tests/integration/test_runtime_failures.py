@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from argocd_health import captured, health
-from batchpilot.sandbox.process import tail
-from batchpilot.sandbox.sample import SampleService
-from batchpilot.sandbox.stack import Sandbox
+from batchpilot_sandbox.cluster.stack import Sandbox
+from batchpilot_sandbox.demo.sample import SampleService
+from batchpilot_sandbox.process import tail
 from support import processes_with, release_namespace, wait_for
 
 TENSORS = '''

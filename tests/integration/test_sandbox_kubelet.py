@@ -22,10 +22,10 @@ import pytest
 from kubernetes.config import new_client_from_config
 
 from batchpilot.adapters.kube import Kube, PodPlacement, placement
-from batchpilot.sandbox.controlplane import ControlPlane
-from batchpilot.sandbox.gpu_emulator import model_configmap
-from batchpilot.sandbox.kube_client import KubeClient, is_already_exists, is_not_found
-from batchpilot.sandbox.process import tail
+from batchpilot_sandbox.cluster.controlplane import ControlPlane
+from batchpilot_sandbox.gpu_emulator import model_configmap
+from batchpilot_sandbox.kubelet.kube_client import KubeClient, is_already_exists, is_not_found
+from batchpilot_sandbox.process import tail
 from support import processes_with, wait_for
 
 NODE = "kubelet-test-gpu"
@@ -54,7 +54,7 @@ def start_kubelet(kubeconfig: Path, workdir: Path, node: str, scheduler: str) ->
     argv = [
         sys.executable,
         "-m",
-        "batchpilot.sandbox.kubelet",
+        "batchpilot_sandbox.kubelet",
         f"--kubeconfig={kubeconfig}",
         f"--node-name={node}",
     ]

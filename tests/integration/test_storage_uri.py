@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 import yaml
 
-from batchpilot.sandbox import certs
-from batchpilot.sandbox.gpu_emulator import model_files
-from batchpilot.sandbox.pod_layout import container_log
-from batchpilot.sandbox.process import tail
-from batchpilot.sandbox.sample import SampleService
-from batchpilot.sandbox.stack import Sandbox
+from batchpilot_sandbox.cluster import certs
+from batchpilot_sandbox.cluster.stack import Sandbox
+from batchpilot_sandbox.demo.sample import SampleService
+from batchpilot_sandbox.gpu_emulator import model_files
+from batchpilot_sandbox.kubelet.pod_layout import container_log
+from batchpilot_sandbox.process import tail
 from storage_servers import SECRET_AUTH, SECRET_KEY, Site, https_site, moto_s3, s3_client, tar_gz, upload
 from support import infer, release_namespace, wait_for
 

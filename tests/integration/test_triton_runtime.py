@@ -17,9 +17,9 @@ from tritonclient.http import InferInput
 
 from batchpilot.adapters.triton import TritonAdmin
 from batchpilot.build.batching import Tuning, tuning_of, with_tuning
-from batchpilot.sandbox.gpu_emulator import model_files
-from batchpilot.sandbox.gpu_emulator.profile_curve import ProfileCurve
-from batchpilot.sandbox.loadgen import run_load
+from batchpilot_sandbox.gpu_emulator import model_files
+from batchpilot_sandbox.gpu_emulator.profile_curve import ProfileCurve
+from batchpilot_sandbox.loadgen.cli import run_load
 from support import emulator_triton
 
 ADDRESS = "127.0.0.201"  # the sandbox kubelet hands out 127.0.0.2 upward; keep clear of it

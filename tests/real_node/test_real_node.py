@@ -19,13 +19,13 @@ import pytest
 import yaml
 
 from batchpilot.build.names import ChildNames
-from batchpilot.sandbox import real_node_config as cfg
-from batchpilot.sandbox.controlplane import ControlPlane
-from batchpilot.sandbox.kubectl import kubectl
-from batchpilot.sandbox.paths import helm_binary
-from batchpilot.sandbox.process import free_port
-from batchpilot.sandbox.real_node import RealNode, RealNodeConfig
-from batchpilot.sandbox.sample import SampleService
+from batchpilot_sandbox.cluster import real_node_config as cfg
+from batchpilot_sandbox.cluster.controlplane import ControlPlane
+from batchpilot_sandbox.cluster.kubectl import kubectl
+from batchpilot_sandbox.cluster.real_node import RealNode, RealNodeConfig
+from batchpilot_sandbox.demo.sample import SampleService
+from batchpilot_sandbox.paths import helm_binary
+from batchpilot_sandbox.process import free_port
 from storage_servers import SECRET_KEY, moto_s3, s3_client, upload
 from support import processes_with, wait_for
 

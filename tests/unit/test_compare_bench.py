@@ -26,9 +26,9 @@ from bench.compare_sim import SimRun
 from bench.sim_compare import RunResult, RunSpec
 from bench.sim_validate_stats import Series
 
-from batchpilot.sandbox.loadgen import run_load
-from batchpilot.sandbox.loadgen_stats import parse_schedule, poisson_arrivals
 from batchpilot.sim.metrics import run_metrics
+from batchpilot_sandbox.loadgen.cli import run_load
+from batchpilot_sandbox.loadgen.stats import parse_schedule, poisson_arrivals
 
 INF = math.inf
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from batchpilot.sandbox.demo import HEADER, Row, line, plot, summarize
+from batchpilot_sandbox.demo.run import HEADER, Row, line, plot, summarize
 
 
 def rows() -> list[Row]:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from batchpilot.sandbox.gpu_emulator import available_profiles, model_configmap, model_files
-from batchpilot.sandbox.gpu_emulator.profile_curve import (
+from batchpilot.sim.profile import available_profiles
+from batchpilot_sandbox.gpu_emulator import model_configmap, model_files
+from batchpilot_sandbox.gpu_emulator.profile_curve import (
     EmulatorSettings,
     ProfileCurve,
     batch_seconds,

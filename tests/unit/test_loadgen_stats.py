@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from batchpilot.sandbox.loadgen_stats import (
+from batchpilot_sandbox.loadgen.stats import (
     parse_schedule,
     percentile,
     poisson_arrivals,

@@ -8,9 +8,9 @@ from typing import Any
 
 import aiohttp
 
-from batchpilot.sandbox.loadgen import InferInput
-from batchpilot.sandbox.loadgen_runner import error_kind
-from batchpilot.sandbox.loadgen_targets import ready_pod_targets
+from batchpilot_sandbox.loadgen.cli import InferInput
+from batchpilot_sandbox.loadgen.runner import error_kind
+from batchpilot_sandbox.loadgen.targets import ready_pod_targets
 
 
 def pod(ip: str | None, ready: str = "True", deleting: bool = False) -> dict[str, Any]:

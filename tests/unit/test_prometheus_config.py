@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from batchpilot.sandbox.prometheus import OPERATOR_JOB, TRITON_JOB, render_config
+from batchpilot_sandbox.cluster.prometheus import OPERATOR_JOB, TRITON_JOB, render_config
 
 API = "https://127.0.0.1:6443"
 

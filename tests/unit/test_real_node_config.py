@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from batchpilot.sandbox import real_node_config as cfg
+from batchpilot_sandbox.cluster import real_node_config as cfg
 
 LAYOUT = cfg.NodeLayout(Path("/tmp/rn"))
 PORTS = cfg.KubeletPorts(server=40001, healthz=40002)

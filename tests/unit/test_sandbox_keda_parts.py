@@ -7,7 +7,7 @@ import ipaddress
 
 import pytest
 
-from batchpilot.sandbox import keda
+from batchpilot_sandbox.cluster import keda
 
 
 def test_apiservice_routes_to_the_endpoints_port_named_like_the_service_port() -> None:

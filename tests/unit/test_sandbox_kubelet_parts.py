@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from batchpilot.sandbox.container_command import expand
-from batchpilot.sandbox.pod_ips import IpPool, listening_ips
-from batchpilot.sandbox.pod_layout import PodLayout, container_log
-from batchpilot.sandbox.pod_runtime import PodSnapshot
-from batchpilot.sandbox.pod_status import pod_status
-from batchpilot.sandbox.scheduler import pod_requests, unschedulable_message, wants_scheduling
-from batchpilot.sandbox.triton_runtime import TritonInstall, server_argv
-from batchpilot.sandbox.volumes import MountTable, VolumeBuilder, VolumeError, mount_container
+from batchpilot_sandbox.kubelet.container_command import expand
+from batchpilot_sandbox.kubelet.pod_ips import IpPool, listening_ips
+from batchpilot_sandbox.kubelet.pod_layout import PodLayout, container_log
+from batchpilot_sandbox.kubelet.pod_runtime import PodSnapshot
+from batchpilot_sandbox.kubelet.pod_status import pod_status
+from batchpilot_sandbox.kubelet.scheduler import pod_requests, unschedulable_message, wants_scheduling
+from batchpilot_sandbox.kubelet.triton_runtime import TritonInstall, server_argv
+from batchpilot_sandbox.kubelet.volumes import MountTable, VolumeBuilder, VolumeError, mount_container
 
 ALLOCATABLE = {"cpu": "4", "memory": "8Gi", "pods": "3", "nvidia.com/gpu": "2"}
 LABELS = {"nvidia.com/gpu.present": "true"}

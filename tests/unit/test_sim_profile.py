@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from batchpilot.sandbox.gpu_emulator import available_profiles, profile_path
-from batchpilot.sim.profile import ComputeCurve, load_curve
+from batchpilot.sim.profile import ComputeCurve, available_profiles, load_curve, profile_path
 
 CURVE = ComputeCurve("test", ((2, 10.0), (4, 14.0), (8, 14.0)))
 
@@ -131,7 +130,7 @@ def test_ms_stays_within_its_segment_and_scales(
 
 @pytest.mark.parametrize("name", available_profiles())
 def test_every_shipped_profile_loads_and_batching_pays(name: str) -> None:
-    """Each profile in sandbox/profiles names its accelerator and a measurement, and is a real GPU curve: a batch of
+    """Each profile in sim/profiles names its accelerator and a measurement, and is a real GPU curve: a batch of
     32 serves at least 4x the requests per second of a batch of 1 (launch-bound eager curves: 35x; kernel time on an
     H200: 8x), and time per request never rises with the batch."""
     curve = load_curve(name)

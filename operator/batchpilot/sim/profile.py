@@ -1,7 +1,7 @@
 """The GPU compute-time curve of one model: median milliseconds per batch, by batch size.
 
-The simulator reads the same measured profiles as the sandbox's GPU emulator (`sandbox/profiles/*.json`,
-resolved by `batchpilot.sandbox.gpu_emulator.profile_path`), but extrapolates differently past the ends:
+The measured profiles live here (`sim/profiles/*.json`, resolved by `profile_path`); the sandbox's GPU emulator
+serves the same files, but the simulator extrapolates differently past the ends:
 below the first measured size a batch costs what the first point costs (a smaller batch is never cheaper than
 the smallest one measured), and past the last point time grows in proportion to the batch (no batching gain is
 assumed beyond what was measured).
@@ -14,7 +14,25 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from batchpilot.sandbox.gpu_emulator import profile_path
+PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
+"""The measured GPU curves shipped with batchpilot (the simulator's and the sandbox GPU emulator's)."""
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILES_DIR.glob("*.json"))
+
+
+def profile_path(profile: str) -> Path:
+    """Path of a profile given by name (a file in sim/profiles) or by path to a JSON file."""
+    named = PROFILES_DIR / f"{profile}.json"
+    if named.exists():
+        return named
+    given = Path(profile)
+    if given.suffix == ".json" and given.exists():
+        return given
+    raise FileNotFoundError(
+        f"GPU profile {profile!r} not found: use one of {available_profiles()} or a path to a .json file"
+    )
 
 
 @dataclass(frozen=True)
@@ -68,7 +86,7 @@ class ComputeCurve:
 
 
 def load_curve(profile: str, time_scale: float = 1.0) -> ComputeCurve:
-    """The curve of a profile given by name (a file in sandbox/profiles) or by path to a profile JSON.
+    """The curve of a profile given by name (a file in sim/profiles) or by path to a profile JSON.
 
     The JSON is `{"model", "accelerator", "points": [{"batch_size", "latency_ms"}, ...]}`; time_scale
     multiplies every time, as the GPU emulator's `time_scale` does.

@@ -1,0 +1,1 @@
+"""Open-loop Poisson load for Triton's HTTP infer endpoint: schedules, the engine, targets and the CLI."""
