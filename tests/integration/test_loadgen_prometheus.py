@@ -144,7 +144,7 @@ def test_loadgen_cli_prints_json_lines() -> None:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "batchpilot_sandbox.loadgen.cli",
+                "batchpilot_sandbox.loadgen",
                 "--target",
                 ok,
                 "--model",
