@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from batchpilot.adapters.triton import TritonAdmin
-from batchpilot.build.batching import Tuning, tuning_of, with_tuning
+from batchpilot.build.batching import tuning_of, with_tuning
+from batchpilot.control.types import Tuning
 from batchpilot_sandbox.cluster import kubectl as sandbox_kubectl
 from batchpilot_sandbox.cluster.namespaces import release_namespace
 from batchpilot_sandbox.cluster.stack import Sandbox

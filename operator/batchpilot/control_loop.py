@@ -15,7 +15,6 @@ from batchpilot.adapters.prometheus import MetricsUnavailable
 from batchpilot.adapters.promql import ServiceQueries
 from batchpilot.adapters.triton import STATS_TIMEOUT_S, service_batch_stats
 from batchpilot.api.spec import InferenceServiceSpec
-from batchpilot.build.batching import Tuning
 from batchpilot.build.children import config_map
 from batchpilot.build.names import ChildNames
 from batchpilot.control.batch_stats import BatchCompute, Timed, concurrency, since_last_tick
@@ -102,8 +101,8 @@ def tick(
     if acted:
         kube.scale(namespace, name, decision.replicas)
     result: Retune | None = None
-    if decision.queue_delay_us is not None:
-        tuning = Tuning(decision.queue_delay_us, decision.instance_count or spec.batching.instance_count)
+    if decision.batching is not None:
+        tuning = decision.batching
         if silent:
             # A pod that did not answer its statistics would fail the pass anyway, after the repository API's much
             # longer timeout, every tick (a hung Triton held this service's loop ~60 s a tick): defer, change nothing.

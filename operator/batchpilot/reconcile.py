@@ -8,9 +8,9 @@ from kubernetes.client.exceptions import ApiException
 
 from batchpilot.adapters.kube import HANDOVER_MANAGER, Kube
 from batchpilot.api.spec import InferenceServiceSpec
-from batchpilot.build.batching import Tuning
 from batchpilot.build.children import Manifest, children
 from batchpilot.build.names import ChildNames
+from batchpilot.control.types import Tuning
 
 
 def owned_by(manifest: Manifest, owner: dict[str, Any]) -> Manifest:

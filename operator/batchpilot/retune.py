@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from batchpilot.adapters.triton import TritonAdmin, TritonError
-from batchpilot.build.batching import Tuning, tuning_of, with_tuning
+from batchpilot.build.batching import tuning_of, with_tuning
+from batchpilot.control.types import Tuning
 
 
 class Tuner(Protocol):

@@ -22,12 +22,12 @@ import pytest
 from batchpilot.adapters.prometheus import ServiceMetrics
 from batchpilot.adapters.triton import STATS_TIMEOUT_S, TritonAdmin, batch_stats
 from batchpilot.api.spec import InferenceServiceSpec
-from batchpilot.build.batching import Tuning, with_tuning
+from batchpilot.build.batching import with_tuning
 from batchpilot.build.status import applied_batching
 from batchpilot.control.batch_stats import MIN_EXECUTIONS
 from batchpilot.control.capacity import MIN_OVERLAP
 from batchpilot.control.limits import RETUNE_INTERVAL_S
-from batchpilot.control.types import History
+from batchpilot.control.types import History, Tuning
 from batchpilot.control_loop import PodSnapshots, Tick, tick
 from batchpilot.settings import OperatorSettings
 from batchpilot_sandbox.gpu_emulator import model_files

@@ -17,9 +17,10 @@ from tritonclient.utils import InferenceServerException
 
 from batchpilot.adapters.triton import TritonAdmin
 from batchpilot.api.spec import InferenceServiceSpec
-from batchpilot.build.batching import Tuning, with_tuning
+from batchpilot.build.batching import with_tuning
 from batchpilot.build.children import config_map
 from batchpilot.control.queue_policy import queue_timeout_us
+from batchpilot.control.types import Tuning
 from support import emulator_triton
 
 ADDRESS = "127.0.0.202"  # clear of the sandbox kubelet's 127.0.0.2 upward and test_triton_runtime's .201

@@ -16,7 +16,8 @@ import tritonclient.http.aio as triton_aio
 from tritonclient.http import InferInput
 
 from batchpilot.adapters.triton import TritonAdmin
-from batchpilot.build.batching import Tuning, tuning_of, with_tuning
+from batchpilot.build.batching import tuning_of, with_tuning
+from batchpilot.control.types import Tuning
 from batchpilot_sandbox.gpu_emulator import model_files
 from batchpilot_sandbox.gpu_emulator.profile_curve import ProfileCurve
 from batchpilot_sandbox.loadgen.cli import run_load

@@ -7,10 +7,11 @@ from typing import Any
 import pytest
 
 from batchpilot.api.spec import InferenceServiceSpec
-from batchpilot.build.batching import Tuning, instance_count, queue_delay_us, tuning_of, with_tuning
+from batchpilot.build.batching import instance_count, queue_delay_us, tuning_of, with_tuning
 from batchpilot.build.children import CONFIG_HASH_ANNOTATION, config_map, deployment
 from batchpilot.control.capacity import CapacityModel
 from batchpilot.control.planner import delay_choices, plan
+from batchpilot.control.types import Tuning
 from batchpilot.reconcile import tuned
 
 LIVE = {"name": "m", "max_batch_size": 4, "dynamic_batching": {"max_queue_delay_microseconds": "2000",
@@ -83,8 +84,8 @@ def test_a_poor_delay_is_shortened_and_a_current_one_kept_within_the_gain() -> N
     model = CapacityModel.from_profile(PROFILE)
     s = spec(mode="auto", maxQueueDelayMicroseconds=300_000)
     best = plan(s, model, 20, 160, 0.85)
-    assert (best.replicas, best.delay_us) == (1, 0) and best.prediction.latency_ms <= 160
-    assert plan(s, model, 20, 160, 0.85, current_delay=100).delay_us == 100  # 0.1 ms more wait is noise
+    assert (best.replicas, best.batching.queue_delay_us) == (1, 0) and best.prediction.latency_ms <= 160
+    assert plan(s, model, 20, 160, 0.85, current_delay=100).batching.queue_delay_us == 100  # 0.1 ms more wait is noise
 
 
 def test_the_api_refuses_crossed_delay_bounds() -> None:

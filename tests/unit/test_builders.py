@@ -8,10 +8,9 @@ from batchpilot.adapters.promql import ServiceQueries, escape_label_value
 from batchpilot.api.parse import SpecError, parse_spec
 from batchpilot.api.spec import InferenceServiceSpec
 from batchpilot.build import status
-from batchpilot.build.batching import Tuning
 from batchpilot.build.children import CONFIG_HASH_ANNOTATION, children, deployment
 from batchpilot.build.config_pbtxt import render_config_pbtxt
-from batchpilot.control.types import Decision, History, Observation
+from batchpilot.control.types import Decision, History, Observation, Tuning
 from batchpilot.reconcile import desired_replicas, edited_by_others, owned_by
 
 BASE = {"model": {"name": "resnet", "repository": {"configMap": "resnet-files"}}, "slo": {"latencyMs": 50}}

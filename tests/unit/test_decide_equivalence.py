@@ -34,7 +34,7 @@ from batchpilot.control.planner import (
     plan_options,
 )
 from batchpilot.control.replica_search import first_within
-from batchpilot.control.types import History, Observation
+from batchpilot.control.types import History, Observation, Tuning
 
 # ---- the reference: the code before the search, as it was (points built once per model) ----
 
@@ -109,16 +109,17 @@ def old_options(spec: InferenceServiceSpec, model: CapacityModel, rate: float, l
     for d in delay_choices(spec):
         for k in instance_choices(spec):
             replicas, prediction = old_fewest(spec, model, rate, latency_ms, utilization, d, k)
-            options.append(Plan(replicas, d, k, prediction))
+            options.append(Plan(replicas, Tuning(d, k), prediction))
     return options
 
 
 def old_plan(spec: InferenceServiceSpec, model: CapacityModel, rate: float, latency_ms: float, utilization: float,
              current_delay: int | None = None, current_instances: int | None = None) -> Plan:
     options = old_options(spec, model, rate, latency_ms, utilization)
-    best = min(options, key=lambda o: (o.replicas, o.prediction.latency_ms, o.instances, o.delay_us))
-    kept = next((o for o in options if o.delay_us == current_delay and
-                 o.instances == (current_instances or spec.batching.instance_count)), None)
+    best = min(options, key=lambda o: (o.replicas, o.prediction.latency_ms, o.batching.instance_count,
+                                       o.batching.queue_delay_us))
+    kept = next((o for o in options if o.batching.queue_delay_us == current_delay and
+                 o.batching.instance_count == (current_instances or spec.batching.instance_count)), None)
     if kept is not None and kept.replicas == best.replicas and \
             kept.prediction.latency_ms <= best.prediction.latency_ms * (1 + DELAY_GAIN):
         return kept

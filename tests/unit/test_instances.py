@@ -17,12 +17,22 @@ from batchpilot.control.batch_stats import BatchSizeCompute as B
 from batchpilot.control.capacity import Candidate, CapacityModel
 from batchpilot.control.limits import RETUNE_INTERVAL_S
 from batchpilot.control.planner import PROBE_S, decide, instance_choices
-from batchpilot.control.types import History, Observation
+from batchpilot.control.types import Decision, History, Observation
 from factories import H100_RESNET50_MS, NOW, observation, service_spec
 
 PROFILE = H100_RESNET50_MS
 ONE = CapacityModel.from_profile(PROFILE)
 
+
+
+def instances_of(decision: Decision) -> int | None:
+    """The instance count the decision has every pod run (None: batching left as it is)."""
+    return None if decision.batching is None else decision.batching.instance_count
+
+
+def delay_of(decision: Decision) -> int | None:
+    """The queue delay the decision has every pod run (None: batching left as it is)."""
+    return None if decision.batching is None else decision.batching.queue_delay_us
 
 def spec(mode: str = "auto", most: int | None = 2, **batching: Any) -> InferenceServiceSpec:
     b: dict[str, Any] = {"mode": mode, **batching}
@@ -84,16 +94,16 @@ def test_the_api_refuses_an_instance_count_above_its_bound() -> None:
 
 def test_one_instance_more_is_probed_before_a_replica_is_added() -> None:
     d = decide(spec(), obs(), History(), NOW)
-    assert (d.replicas, d.reason, d.instance_count, d.queue_delay_us) == (1, "ProbingInstances", 2, 2000)
+    assert (d.replicas, d.reason, instances_of(d), delay_of(d)) == (1, "ProbingInstances", 2, 2000)
     assert d.history.probed == (2,) and d.history.probe_since == NOW
     without = decide(spec(most=None), obs(), History(), NOW)
-    assert (without.replicas, without.reason, without.instance_count) == (2, "ScaleUp", 1)
+    assert (without.replicas, without.reason, instances_of(without)) == (2, "ScaleUp", 1)
 
 
 def test_a_probe_holds_the_count_until_the_contention_is_measured() -> None:
     probing = decide(spec(), obs(), History(), NOW).history
     d = decide(spec(), obs(instances=2), probing, NOW + 10)
-    assert (d.replicas, d.reason, d.instance_count) == (1, "ProbingInstances", 2)
+    assert (d.replicas, d.reason, instances_of(d)) == (1, "ProbingInstances", 2)
 
 
 def test_a_breach_during_a_probe_scales_at_once() -> None:
@@ -105,11 +115,11 @@ def test_a_breach_during_a_probe_scales_at_once() -> None:
 def test_a_count_that_measured_no_gain_is_given_back_and_the_replica_bought() -> None:
     probing = decide(spec(), obs(), History(), NOW).history
     d = decide(spec(), obs(instances=2, batch_compute=measured(1.9), in_flight=1.9), probing, NOW + 20)
-    assert (d.replicas, d.reason, d.instance_count) == (2, "ScaleUp", 2)  # the replica now, the reload later
+    assert (d.replicas, d.reason, instances_of(d)) == (2, "ScaleUp", 2)  # the replica now, the reload later
     assert "held: the last was 20s ago (at most one per 30s)" in d.message
     later = decide(spec(), replace(obs(instances=2), replicas=2, ready_replicas=2, arrival_rate=120), d.history,
                    NOW + 35)
-    assert later.instance_count == 1 and later.history.last_retune_at == NOW + 35
+    assert instances_of(later) == 1 and later.history.last_retune_at == NOW + 35
     again = decide(spec(), obs(), replace(d.history, last_scale_at=None), NOW + 70)
     assert again.reason == "ScaleUp"  # measured: not probed again
 
@@ -117,31 +127,31 @@ def test_a_count_that_measured_no_gain_is_given_back_and_the_replica_bought() ->
 def test_a_count_that_measured_a_gain_is_kept_instead_of_a_replica() -> None:
     probing = decide(spec(), obs(), History(), NOW).history
     d = decide(spec(), obs(instances=2, batch_compute=measured(1.1), in_flight=1.8), probing, NOW + 20)
-    assert (d.replicas, d.instance_count) == (1, 2) and d.reason == "WithinSLO"
+    assert (d.replicas, instances_of(d)) == (1, 2) and d.reason == "WithinSLO"
 
 
 def test_a_probe_that_measured_nothing_ends_after_its_limit_and_is_not_repeated() -> None:
     probing = decide(spec(), obs(), History(), NOW).history
     d = decide(spec(), obs(instances=2), probing, NOW + PROBE_S + 1)
-    assert (d.replicas, d.reason, d.instance_count) == (2, "ScaleUp", 1)
+    assert (d.replicas, d.reason, instances_of(d)) == (2, "ScaleUp", 1)
     assert d.history.probed == (2,) and d.history.probe_since is None
 
 
 def test_retunes_are_paced_but_the_first_is_not() -> None:
     first = decide(spec(), obs(), History(), NOW)
-    assert first.instance_count == 2 and first.history.last_retune_at == NOW
+    assert instances_of(first) == 2 and first.history.last_retune_at == NOW
     # The pods' batching unknown (no pass has succeeded yet, e.g. the last one failed and rolled back): still one
     # pass per RETUNE_INTERVAL_S, since a failing pass reloads the pods before the one that refuses, twice.
     unknown = replace(obs(), queue_delay_us=None)
     held = decide(spec(), unknown, History(last_retune_at=NOW), NOW + 1)
-    assert held.queue_delay_us is None and "held" in held.message
+    assert delay_of(held) is None and "held" in held.message
     later = decide(spec(), unknown, History(last_retune_at=NOW), NOW + RETUNE_INTERVAL_S)
-    assert later.queue_delay_us is not None and later.history.last_retune_at == NOW + RETUNE_INTERVAL_S
+    assert delay_of(later) is not None and later.history.last_retune_at == NOW + RETUNE_INTERVAL_S
 
 
 def test_fixed_mode_leaves_instances_alone() -> None:
     d = decide(spec(mode="fixed", most=3), obs(), History(), NOW)
-    assert d.instance_count is None and d.queue_delay_us is None and d.reason == "ScaleUp"
+    assert instances_of(d) is None and delay_of(d) is None and d.reason == "ScaleUp"
 
 
 @settings(max_examples=60, deadline=None)
@@ -151,7 +161,7 @@ def test_a_measured_lack_of_gain_plans_exactly_as_one_instance_would(rate: float
     seen = replace(obs(rate=rate, p95=p95, queue=p95 / 2), replicas=current, ready_replicas=current)
     alone = decide(spec(most=None), seen, saturated, NOW)
     allowed = decide(spec(most=3), seen, saturated, NOW)
-    assert (allowed.replicas, allowed.reason, allowed.instance_count) == (alone.replicas, alone.reason, 1)
+    assert (allowed.replicas, allowed.reason, instances_of(allowed)) == (alone.replicas, alone.reason, 1)
 
 
 @settings(max_examples=60, deadline=None)

@@ -100,7 +100,7 @@ def test_manual_replicas_pin_the_count_and_still_tune_the_delay() -> None:
     pinned = spec().model_copy(update={"replicas": 3})
     decision = decide(pinned, obs(1, 240, p95=2000, queue=1500), History(), NOW)
     assert (decision.replicas, decision.reason) == (3, "ManualReplicas")
-    assert decision.queue_delay_us is not None and "remove spec.replicas" in decision.message
+    assert decision.batching is not None and "remove spec.replicas" in decision.message
     assert decide(spec().model_copy(update={"replicas": 50}), obs(2, 10), History(), NOW).replicas == 8  # maxReplicas
     assert decide(pinned, obs(3, 10, p95=None), History(), NOW).replicas == 3  # blind: still the pin
 
@@ -117,7 +117,7 @@ def test_external_mode_keeps_the_count_that_runs_and_still_tunes_batching(observ
     assert (decision.replicas, decision.reason) == (observation.replicas, "ExternalReplicas"), decision.message
     assert not decision.changes(observation)
     if observation.latency_ms is not None:
-        assert decision.queue_delay_us is not None, "batching is still tuned, for the count the HPA runs"
+        assert decision.batching is not None, "batching is still tuned, for the count the HPA runs"
         assert "owned by an HPA or KEDA" in decision.message
 
 
@@ -246,7 +246,7 @@ def test_a_fixed_delay_that_makes_batches_wait_is_diagnosed_not_scaled() -> None
     assert (many.replicas, many.reason) == (2, "ScaleDown"), many.message
     # The same load in auto mode is not batching-bound: a shorter delay meets the SLO.
     auto = decide(spec(slo=200), breach, History(), NOW)
-    assert auto.reason != "BatchingBound" and auto.queue_delay_us is not None and auto.queue_delay_us < 300_000
+    assert auto.reason != "BatchingBound" and auto.batching is not None and auto.batching.queue_delay_us < 300_000
 
 
 def test_triton_batch_stats_are_learned_per_batch_size_instead_of_the_blurred_means() -> None:

@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from batchpilot.adapters.triton import TritonError
-from batchpilot.build.batching import Tuning, tuning_of
+from batchpilot.build.batching import tuning_of
+from batchpilot.control.types import Tuning
 from batchpilot.retune import retune
 
 START = {"name": "m", "max_batch_size": 4, "dynamic_batching": {"max_queue_delay_microseconds": "2000"},

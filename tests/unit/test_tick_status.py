@@ -8,11 +8,17 @@ from typing import Any
 import pytest
 
 from batchpilot.api.status import ObservedMetrics
-from batchpilot.build.batching import Tuning
 from batchpilot.build.pod_health import PodHealth
 from batchpilot.build.status import rfc3339
 from batchpilot.build.tick_status import Event, TickOutcome, tick_write
-from batchpilot.control.types import Decision, DecisionReason, Observation, ServiceMetrics, metric_values
+from batchpilot.control.types import (
+    Decision,
+    DecisionReason,
+    Observation,
+    ServiceMetrics,
+    Tuning,
+    metric_values,
+)
 from batchpilot.retune import Retune
 from factories import service_spec
 

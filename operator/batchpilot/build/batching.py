@@ -3,21 +3,9 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from typing import Any
 
-
-@dataclass(frozen=True)
-class Tuning:
-    """What the control loop tunes on running pods (auto mode) and keeps in the ConfigMap for new ones."""
-
-    queue_delay_us: int
-    """The dynamic batcher's max_queue_delay_microseconds."""
-    instance_count: int
-    """Model instances per pod (the count of every instance_group)."""
-
-    def describe(self) -> str:
-        return f"queue delay {self.queue_delay_us} us, {self.instance_count} instance(s) per pod"
+from batchpilot.control.types import Tuning
 
 
 def queue_delay_us(config: dict[str, Any]) -> int | None:

@@ -6,7 +6,6 @@ import hashlib
 from typing import Any
 
 from batchpilot.api.spec import GPU_RESOURCE, InferenceServiceSpec
-from batchpilot.build.batching import Tuning
 from batchpilot.build.config_pbtxt import render_config_pbtxt
 from batchpilot.build.names import (
     FETCH_CONTAINER,
@@ -17,6 +16,7 @@ from batchpilot.build.names import (
     ChildNames,
 )
 from batchpilot.control.queue_policy import queue_timeout_us
+from batchpilot.control.types import Tuning
 
 Manifest = dict[str, Any]
 CONFIG_HASH_ANNOTATION = "batchpilot.dev/config-hash"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from batchpilot.api.spec import BatchingSpec, ModelSpec, TensorSpec
-from batchpilot.build.batching import Tuning
+from batchpilot.control.types import Tuning
 
 
 def _tensors(kind: str, tensors: list[TensorSpec] | None) -> list[str]:

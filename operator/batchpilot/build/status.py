@@ -38,9 +38,8 @@ from batchpilot.api.status import (
     ObservedMetrics,
     ReplicaChange,
 )
-from batchpilot.build.batching import Tuning
 from batchpilot.build.pod_health import PodHealth, assess
-from batchpilot.control.types import Decision, History, Observation, metric_values
+from batchpilot.control.types import Decision, History, Observation, Tuning, metric_values
 
 
 def rfc3339(ts: float) -> str:

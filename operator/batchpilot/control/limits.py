@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from batchpilot.api.spec import InferenceServiceSpec
-from batchpilot.control.types import Decision, DecisionReason, History, Observation, Proposal
+from batchpilot.control.types import Decision, DecisionReason, History, Observation, Proposal, Tuning
 
 RETUNE_INTERVAL_S = 30.0
 """At most one change of the pods' batching this often: each reloads the model on every pod (~1.4 s during which
@@ -83,7 +83,7 @@ def _calm_ended(history: History) -> History:
 
 def _decided(proposal: Proposal, replicas: int, reason: DecisionReason, message: str, history: History) -> Decision:
     return Decision(replicas, reason, message, history, predicted_latency_ms=proposal.predicted_latency_ms,
-                    queue_delay_us=proposal.queue_delay_us, instance_count=proposal.instance_count)
+                    batching=proposal.batching)
 
 
 def paced(obs: Observation, decision: Decision, now: float) -> Decision:
@@ -92,14 +92,15 @@ def paced(obs: Observation, decision: Decision, now: float) -> Decision:
     Also while the pods' batching is unknown (no pass has succeeded yet): a pass that fails, say because one pod's
     Triton refuses the reload, has already reloaded the pods before it and loads them back; retried every tick,
     that stalled the healthy pods' requests each time (tests/e2e/test_faults.py)."""
-    if decision.queue_delay_us is None:
+    wanted = decision.batching
+    if wanted is None:
         return decision  # batching left alone
-    wanted = (decision.queue_delay_us, decision.instance_count or obs.instance_count)
-    if obs.queue_delay_us is not None and wanted == (obs.queue_delay_us, obs.instance_count):
+    running = Tuning(obs.queue_delay_us, obs.instance_count) if obs.queue_delay_us is not None else None
+    if wanted == running:
         return decision
     last = decision.history.last_retune_at
     if last is not None and now - last < RETUNE_INTERVAL_S:
-        held = (f"{decision.message}; retune to queue delay {wanted[0]} us, {wanted[1]} instance(s) held: the last "
-                f"was {now - last:.0f}s ago (at most one per {RETUNE_INTERVAL_S:.0f}s)")
-        return replace(decision, message=held, queue_delay_us=obs.queue_delay_us, instance_count=obs.instance_count)
+        held = (f"{decision.message}; retune to queue delay {wanted.queue_delay_us} us, {wanted.instance_count} "
+                f"instance(s) held: the last was {now - last:.0f}s ago (at most one per {RETUNE_INTERVAL_S:.0f}s)")
+        return replace(decision, message=held, batching=running)
     return replace(decision, history=replace(decision.history, last_retune_at=now))

@@ -33,7 +33,7 @@ from batchpilot.control.batch_stats import MIN_EXECUTIONS
 from batchpilot.control.capacity import MIN_OVERLAP, Candidate, CapacityModel, Prediction
 from batchpilot.control.limits import cooling_down, limit, paced
 from batchpilot.control.replica_search import At, first_meeting, first_within, lowest_latency
-from batchpilot.control.types import Decision, DecisionReason, History, Observation, Proposal
+from batchpilot.control.types import Decision, DecisionReason, History, Observation, Proposal, Tuning
 
 TARGET_FRACTION = 0.8
 """Plan for this fraction of the SLO: the margin absorbs prediction error and arrival bursts."""
@@ -187,7 +187,7 @@ def held(spec: InferenceServiceSpec, obs: Observation, history: History, model: 
         return None
     if rate > (obs.arrival_rate or 0.0) or rate > ref * (1 + STEADY_BAND / 2):
         return None
-    at_count = model.predict(rate, candidate(spec, obs.replicas, plan_.delay_us, plan_.instances),
+    at_count = model.predict(rate, candidate(spec, obs.replicas, plan_.batching.queue_delay_us, plan_.batching.instance_count),
                              spec.slo.percentile)
     if at_count.latency_ms > limit_ms or at_count.utilization > limit_util:
         return None
@@ -223,7 +223,7 @@ def tried_fewer(spec: InferenceServiceSpec, obs: Observation, history: History, 
     if history.fell_at is not None and now - history.fell_at < FELL_S:
         return None
     limit_ms, limit_util = held_limits(spec)
-    at_fewer = model.predict(rate, candidate(spec, fewer, plan_.delay_us, plan_.instances), spec.slo.percentile)
+    at_fewer = model.predict(rate, candidate(spec, fewer, plan_.batching.queue_delay_us, plan_.batching.instance_count), spec.slo.percentile)
     if at_fewer.latency_ms > limit_ms or at_fewer.utilization > limit_util:
         return None
     return (f"p{spec.slo.percentile} has been {latency:.0f} ms at {obs.replicas} replica(s) for "
@@ -300,8 +300,7 @@ def _fewest_from(spec: InferenceServiceSpec, model: CapacityModel, rate: float, 
 @dataclass(frozen=True)
 class Plan:
     replicas: int
-    delay_us: int
-    instances: int
+    batching: Tuning
     prediction: Prediction
 
 
@@ -315,9 +314,11 @@ def plan(spec: InferenceServiceSpec, model: CapacityModel, rate: float, latency_
     the latency, so pods are not reloaded for noise.
     """
     options = plan_options(spec, model, rate, latency_ms, utilization)
-    best = min(options, key=lambda o: (o.replicas, o.prediction.latency_ms, o.instances, o.delay_us))
-    kept = next((o for o in options if o.delay_us == current_delay and
-                 o.instances == (current_instances or spec.batching.instance_count)), None)
+    best = min(options, key=lambda o: (o.replicas, o.prediction.latency_ms, o.batching.instance_count,
+                                       o.batching.queue_delay_us))
+    running = Tuning(current_delay, current_instances or spec.batching.instance_count) \
+        if current_delay is not None else None
+    kept = next((o for o in options if o.batching == running), None)
     if kept is not None and kept.replicas == best.replicas and \
             kept.prediction.latency_ms <= best.prediction.latency_ms * (1 + DELAY_GAIN):
         return kept
@@ -335,7 +336,7 @@ def plan_options(spec: InferenceServiceSpec, model: CapacityModel, rate: float, 
         start = _first_within(spec, model, rate, utilization, None, k)
         for d in sorted(delays):
             replicas, prediction = _fewest_from(spec, model, rate, latency_ms, utilization, d, k, start)
-            by_batching[(d, k)] = Plan(replicas, d, k, prediction)
+            by_batching[(d, k)] = Plan(replicas, Tuning(d, k), prediction)
             met = prediction.latency_ms <= latency_ms and prediction.utilization <= utilization
             start = replicas if met else top + 1
     return [by_batching[(d, k)] for d in delays for k in instance_choices(spec)]
@@ -396,14 +397,15 @@ def _external(spec: InferenceServiceSpec, obs: Observation, planned: Decision) -
 def _batching_at(spec: InferenceServiceSpec, obs: Observation, planned: Decision, to: int, reason: DecisionReason,
                  message: str) -> Decision:
     """The planned decision at a count fixed elsewhere: the batching with the lowest predicted latency there."""
-    delay, instances, predicted = planned.queue_delay_us, planned.instance_count, planned.predicted_latency_ms
-    if delay is not None and obs.arrival_rate and to > 0:
+    batching, predicted = planned.batching, planned.predicted_latency_ms
+    if batching is not None and obs.arrival_rate and to > 0:
         model, rate = planned.history.model, obs.arrival_rate
         options = [(model.predict(rate, candidate(spec, to, d, k), spec.slo.percentile).latency_ms, k, d)
                    for d in delay_choices(spec) for k in instance_choices(spec)]
         predicted, instances, delay = min(options)
+        batching = Tuning(delay, instances)
     return replace(planned, replicas=to, reason=reason, message=message, predicted_latency_ms=predicted,
-                   queue_delay_us=delay, instance_count=instances)
+                   batching=batching)
 
 
 def _planned(spec: InferenceServiceSpec, obs: Observation, history: History, now: float) -> Decision:
@@ -431,8 +433,7 @@ class _Seen:
                  urgent: bool = False, waits_for_ready: bool = False) -> Proposal:
         return Proposal(replicas, reason, self.text, message or self.text, history, urgent=urgent,
                         waits_for_ready=waits_for_ready, predicted_latency_ms=self.plan.prediction.latency_ms,
-                        queue_delay_us=self.plan.delay_us if self.auto else None,
-                        instance_count=self.plan.instances if self.auto else None)
+                        batching=self.plan.batching if self.auto else None)
 
 
 def _seen(spec: InferenceServiceSpec, obs: Observation, model: CapacityModel, rate: float) -> _Seen:
@@ -445,12 +446,12 @@ def _seen(spec: InferenceServiceSpec, obs: Observation, model: CapacityModel, ra
     best = plan(spec, model, rate + backlog, slo * TARGET_FRACTION, spec.autoscaling.target_utilization,
                 obs.queue_delay_us, obs.instance_count)
     fresh_ms = (obs.queue_ms or 0.0) + (obs.compute_ms or 0.0)
-    per_pod = f", {best.instances} instance(s) per pod" if len(instance_choices(spec)) > 1 else ""
+    per_pod = f", {best.batching.instance_count} instance(s) per pod" if len(instance_choices(spec)) > 1 else ""
     seen_rate = obs.arrival_rate or 0.0
     rising = f" (rising: {rate:.1f} req/s projected)" if rate > seen_rate else ""
     text = (f"{seen_rate:.1f} req/s{rising}, p{spec.slo.percentile} {obs.latency_ms or 0.0:.0f} ms (mean {fresh_ms:.0f} ms) vs "
             f"SLO {slo:g} ms; predicted {_ms(best.prediction.latency_ms)} at {best.replicas} replica(s), queue delay "
-            f"{best.delay_us} us{per_pod}")
+            f"{best.batching.queue_delay_us} us{per_pod}")
     if obs.unschedulable and obs.pending:
         text = (f"{text}; {obs.unschedulable} pod(s) unschedulable: the {obs.pending:.0f} queued request(s) are "
                 f"not planned for until they are placed")
@@ -462,7 +463,7 @@ def _bound(spec: InferenceServiceSpec, seen: _Seen, planned: int, predicted: Pre
     bounds = spec.autoscaling
     knob = "minQueueDelayMicroseconds" if spec.batching.mode == "auto" else "maxQueueDelayMicroseconds"
     text = (f"{seen.text}; batching-bound: no count in {bounds.min_replicas}..{bounds.max_replicas} meets the SLO "
-            f"while requests wait up to {seen.plan.delay_us} us for a batch; {planned} replica(s) give the lowest "
+            f"while requests wait up to {seen.plan.batching.queue_delay_us} us for a batch; {planned} replica(s) give the lowest "
             f"predicted latency ({_ms(predicted.latency_ms)}): lower spec.batching.{knob}"
             f"{' or use mode auto' if spec.batching.mode == 'fixed' else ''}")
     return replace(seen, plan=replace(seen.plan, prediction=predicted), text=text)
@@ -470,9 +471,9 @@ def _bound(spec: InferenceServiceSpec, seen: _Seen, planned: int, predicted: Pre
 
 def _probing(obs: Observation, seen: _Seen, count: int, message: str, history: History) -> Proposal:
     """Hold the replicas while the pods run `count` instances at the delay they run now (auto mode only)."""
-    kept = obs.queue_delay_us if obs.queue_delay_us is not None else seen.plan.delay_us
+    kept = obs.queue_delay_us if obs.queue_delay_us is not None else seen.plan.batching.queue_delay_us
     return replace(seen.proposal(obs.replicas, DecisionReason.PROBING_INSTANCES, history, f"{seen.text}; {message}"),
-                   queue_delay_us=kept, instance_count=count)
+                   batching=Tuning(kept, count))
 
 
 def _propose(spec: InferenceServiceSpec, obs: Observation, history: History, model: CapacityModel,
@@ -512,8 +513,8 @@ def _replicas(spec: InferenceServiceSpec, obs: Observation, history: History, mo
     """The count the plan (or a batching bound, or a breach the model cannot explain) asks for."""
     bounds, current, slo, planned = spec.autoscaling, obs.replicas, spec.slo.latency_ms, seen.plan.replicas
     rate, target_util, breach = obs.arrival_rate or 0.0, bounds.target_utilization, seen.breach
-    bound = batching_bound(spec, model, rate, slo * TARGET_FRACTION, target_util, seen.plan.delay_us,
-                           seen.plan.instances)
+    bound = batching_bound(spec, model, rate, slo * TARGET_FRACTION, target_util,
+                           seen.plan.batching.queue_delay_us, seen.plan.batching.instance_count)
     if bound is not None:
         # More replicas would only make batches wait longer: run the best count and say what to change.
         planned, predicted = bound

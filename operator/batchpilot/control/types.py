@@ -145,6 +145,20 @@ class History:
 
 
 @dataclass(frozen=True)
+class Tuning:
+    """The batching pair the control loop tunes on running pods (auto mode) and keeps in the ConfigMap for new ones:
+    one type from the planner's plan through the decision to the retune pass and status."""
+
+    queue_delay_us: int
+    """The dynamic batcher's max_queue_delay_microseconds."""
+    instance_count: int
+    """Model instances per pod (the count of every instance_group)."""
+
+    def describe(self) -> str:
+        return f"queue delay {self.queue_delay_us} us, {self.instance_count} instance(s) per pod"
+
+
+@dataclass(frozen=True)
 class Decision:
     """A decision and its reason, as data (it becomes status.lastDecision and an Event)."""
 
@@ -154,10 +168,8 @@ class Decision:
     history: History = field(default_factory=History)
     predicted_latency_ms: float | None = None
     """The capacity model's latency at the SLO percentile for the chosen replicas (None: no model yet)."""
-    queue_delay_us: int | None = None
-    """The dynamic batcher's queue delay every pod should run (None: leave batching as it is)."""
-    instance_count: int | None = None
-    """Model instances every pod should run (None: leave them as they are)."""
+    batching: Tuning | None = None
+    """The queue delay and instance count every pod should run (None: leave batching as it is)."""
 
     def changes(self, observation: Observation) -> bool:
         return self.replicas != observation.replicas
@@ -182,5 +194,5 @@ class Proposal:
     """More replicas for a breach the policy cannot explain: they wait until every replica asked for is ready,
     since the starting ones may be what the breach lacks."""
     predicted_latency_ms: float | None = None
-    queue_delay_us: int | None = None
-    instance_count: int | None = None
+    batching: Tuning | None = None
+    """What Decision.batching will be (None: leave batching as it is)."""

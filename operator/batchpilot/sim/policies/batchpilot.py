@@ -103,9 +103,8 @@ class BatchpilotPolicy:
         self.history = decision.history
         self.last_reason = decision.reason
         batching = None
-        if decision.queue_delay_us is not None:
-            batching = self._batching(decision.queue_delay_us,
-                                      decision.instance_count or view.batching.instance_count)
+        if decision.batching is not None:
+            batching = self._batching(decision.batching.queue_delay_us, decision.batching.instance_count)
         return Action(decision.replicas, batching, reason=decision.reason)
 
     def _batching(self, delay_us: int, instances: int) -> Batching:
