@@ -187,7 +187,8 @@ def held(spec: InferenceServiceSpec, obs: Observation, history: History, model: 
         return None
     if rate > (obs.arrival_rate or 0.0) or rate > ref * (1 + STEADY_BAND / 2):
         return None
-    at_count = model.predict(rate, candidate(spec, obs.replicas, plan_.batching.queue_delay_us, plan_.batching.instance_count),
+    tuned = plan_.batching
+    at_count = model.predict(rate, candidate(spec, obs.replicas, tuned.queue_delay_us, tuned.instance_count),
                              spec.slo.percentile)
     if at_count.latency_ms > limit_ms or at_count.utilization > limit_util:
         return None
@@ -223,7 +224,9 @@ def tried_fewer(spec: InferenceServiceSpec, obs: Observation, history: History, 
     if history.fell_at is not None and now - history.fell_at < FELL_S:
         return None
     limit_ms, limit_util = held_limits(spec)
-    at_fewer = model.predict(rate, candidate(spec, fewer, plan_.batching.queue_delay_us, plan_.batching.instance_count), spec.slo.percentile)
+    tuned = plan_.batching
+    at_fewer = model.predict(rate, candidate(spec, fewer, tuned.queue_delay_us, tuned.instance_count),
+                             spec.slo.percentile)
     if at_fewer.latency_ms > limit_ms or at_fewer.utilization > limit_util:
         return None
     return (f"p{spec.slo.percentile} has been {latency:.0f} ms at {obs.replicas} replica(s) for "
@@ -463,8 +466,8 @@ def _bound(spec: InferenceServiceSpec, seen: _Seen, planned: int, predicted: Pre
     bounds = spec.autoscaling
     knob = "minQueueDelayMicroseconds" if spec.batching.mode == "auto" else "maxQueueDelayMicroseconds"
     text = (f"{seen.text}; batching-bound: no count in {bounds.min_replicas}..{bounds.max_replicas} meets the SLO "
-            f"while requests wait up to {seen.plan.batching.queue_delay_us} us for a batch; {planned} replica(s) give the lowest "
-            f"predicted latency ({_ms(predicted.latency_ms)}): lower spec.batching.{knob}"
+            f"while requests wait up to {seen.plan.batching.queue_delay_us} us for a batch; {planned} replica(s) give "
+            f"the lowest predicted latency ({_ms(predicted.latency_ms)}): lower spec.batching.{knob}"
             f"{' or use mode auto' if spec.batching.mode == 'fixed' else ''}")
     return replace(seen, plan=replace(seen.plan, prediction=predicted), text=text)
 

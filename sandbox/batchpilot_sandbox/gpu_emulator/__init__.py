@@ -1,7 +1,7 @@
 """A Triton Python-backend model that behaves like a GPU running a profiled network (see model.py).
 
-The model version directory holds model.py, its sibling profile_curve.py (the interpolation, shared with
-batchpilot), profile.json (a measured curve from batchpilot/sim/profiles) and emulator.json (time_scale, overlap).
+The model version directory holds model.py, its sibling profile_curve.py (the interpolation), profile.json (a
+measured curve from batchpilot/sim/profiles) and emulator.json (time_scale, overlap, load_s).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Compute time per batch size from a measured GPU profile: piecewise-linear, extrapolated past the ends.
 
 Pure and stdlib-only on purpose: the same file is shipped next to model.py into the Triton model directory,
-where the Python backend stub imports it as a sibling (`from .profile_curve import ...`), and the operator and
-tests import it as `batchpilot_sandbox.gpu_emulator.profile_curve`.
+where the Python backend stub imports it as a sibling (`from .profile_curve import ...`), and the sandbox and
+tests import it as `batchpilot_sandbox.gpu_emulator.profile_curve`. (The simulator reads the same profiles through
+its own curve, batchpilot/sim/profile.py, which extrapolates differently past the ends.)
 """
 
 from __future__ import annotations

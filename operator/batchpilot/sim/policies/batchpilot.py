@@ -4,10 +4,10 @@ Follows the operator's own loop (batchpilot/control_loop.py `tick`, adapters/pro
 control interval (OperatorSettings.control_interval_seconds, 15 s) it builds an Observation from what
 Prometheus and Triton report, calls decide(spec, observation, history, now), carries the History to the next
 tick, scales to the decision's replicas and, when the decision carries a queue delay, retunes the pods to it.
-The spec is what a user would write (batchpilot_sandbox/demo/sample.py is the model): the SLO, replica bounds, batching mode
-auto between a min and max queue delay, and spec.model.profile seeded with the GPU's offline curve. With
-spec.batching.rejectLateRequests the pods' batching carries the queue timeout the operator renders
-(control/queue_policy.py).
+The spec is what a user would write (batchpilot_sandbox/demo/sample.py is the model): the SLO, replica
+bounds, batching mode auto between a min and max queue delay, and spec.model.profile seeded with the GPU's
+offline curve. With spec.batching.rejectLateRequests the pods' batching carries the queue timeout the operator
+renders (control/queue_policy.py).
 """
 
 from __future__ import annotations
