@@ -82,7 +82,7 @@ bench-sim: deps ## the simulator comparison alone (every trace, the three servic
 compare: deps tools ## Batchpilot vs the real KEDA and HPA in the sandbox (3 load shapes x 5 configs, ~60 min; COMPARE_ARGS=--quick ~15 min) and the simulator on the same arrivals; writes out/bench/compare/
 	$(BIN)/python -m bench.compare_real --out out/bench/compare $(COMPARE_ARGS)
 
-bench-faults: deps tools ## the longer faults under load in the sandbox (operator SIGKILLed mid-retune, Prometheus restarted with its data lost, Prometheus down 5 minutes; ~15 min); writes out/bench/faults/
+bench-faults: deps tools ## the longer faults under load in the sandbox (operator SIGKILLed mid-retune, Prometheus down 5 minutes; ~10 min); writes out/bench/faults/
 	$(BIN)/python -m bench.faults --out out/bench/faults
 
 bench-fleet: deps ## the simulator at fleet scale: one service up to 1,000 replicas, 200 services on one GPU pool; writes out/bench/fleet/

@@ -1,6 +1,6 @@
 """The fault matrix's longer faults in the sandbox (issue 14, item 4), too long for `make test`'s budget: the
-operator SIGKILLed in the middle of a retune pass, Prometheus restarted with its data lost, and Prometheus down
-for 5 minutes, each under load.
+operator SIGKILLed in the middle of a retune pass, and Prometheus down for 5 minutes, each under load (Prometheus
+restarted with its data lost is in `make test`: tests/e2e/test_metrics_outage.py).
 
 They are pytest functions in tests/e2e/faults_long.py (they share the sandbox fixture and the helpers of the
 faults `make test` runs, tests/e2e/test_faults.py); this runs them in one sandbox and writes what they printed to

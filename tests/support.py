@@ -8,6 +8,7 @@ import datetime
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -439,13 +440,16 @@ class Outage:
 
 
 @contextlib.contextmanager
-def prometheus_outage(sandbox: Sandbox) -> Iterator[Outage]:
-    """The sandbox's Prometheus stopped (its data kept, as a crashed or evicted pod with a volume) for the with
-    block; started again on the way out, whatever happened inside, and ready by the time back_at is set."""
+def prometheus_outage(sandbox: Sandbox, lose_data: bool = False) -> Iterator[Outage]:
+    """The sandbox's Prometheus stopped for the with block (its data kept, as a crashed or evicted pod with a
+    volume; with lose_data its TSDB removed, as a pod without one); started again on the way out, whatever
+    happened inside, and ready by the time back_at is set."""
     prometheus = sandbox.prometheus
     assert prometheus is not None, "the sandbox runs no Prometheus"
     prometheus.stop()
     outage = Outage(time.time())
+    if lose_data:
+        shutil.rmtree(prometheus.workdir / "data")
     try:
         yield outage
     finally:

@@ -5,8 +5,9 @@ to recover. The machine is shared and noisy, so no test bounds a latency percent
 
 Faults: the API server restarted; one pod's Triton refusing a reload mid-retune; a pod whose statistics endpoint
 accepts and never answers; another writer patching the InferenceService all the time (the status writes race
-it); a pod deleted in the middle of a retune pass. Each prints its figures (the `FAULT` line) for the note's table. The longer faults (operator SIGKILLed
-mid-retune, Prometheus restarted with its data lost) are in faults_long.py, run by `make bench-faults`.
+it); a pod deleted in the middle of a retune pass. Each prints its figures (the `FAULT` line) for the note's table. Prometheus restarted
+with its data lost is tests/e2e/test_metrics_outage.py; the longer faults (the operator SIGKILLed mid-retune,
+Prometheus down for 5 minutes) are in faults_long.py, run by `make bench-faults`.
 """
 
 from __future__ import annotations
