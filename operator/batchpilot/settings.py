@@ -19,7 +19,7 @@ class OperatorSettings(BaseSettings):
     control_interval_seconds: float = Field(15.0, gt=0, description="Period of the replica control loop.")
     metrics_window_seconds: float = Field(30.0, gt=0, description="Window of rate() in PromQL queries.")
     fetcher_image: str = Field(DEFAULT_FETCHER_IMAGE,
-                               description="Image of the init container that fetches storageUri models.")
+                               description="Image of the init container that fetches storageUri models and links pvc ones.")
     metrics_port: int = Field(8080, ge=0, le=65535, description="Port of the operator's own /metrics (0: off).")
     metrics_address: str = Field("0.0.0.0", description="Address the operator's /metrics binds to.")
     workers: int = Field(32, ge=1, le=512, description=(

@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from batchpilot.api.parse import parse_spec
+from batchpilot.build.children import deployment
 from batchpilot.build.names import ChildNames
 from batchpilot_sandbox.cluster import real_node_config as cfg
 from batchpilot_sandbox.cluster.controlplane import ControlPlane
@@ -170,6 +172,65 @@ def test_fetched_model_answers_from_real_restricted_containers_and_delete_remove
     kubectl(kc, "delete", "pod", "triton", "--wait=true", "--timeout=60s")
     wait_for("the container's task to go", lambda: container_id not in node.ctr("tasks", "ls"), 30)
     wait_for("the Triton process to exit", lambda: not os.path.exists(f"/proc/{pid}"), 30)
+
+
+def pvc_pod(http_port: int, claim: str, config_map: str) -> dict[str, object]:
+    """The pod the operator renders for a model on a claim (build/children.py: the claim mounted read-only beside
+    the model directory, the fetch-model init container laying it out as links, the rendered config.pbtxt mounted
+    over its empty mount point), on the host network with this test's images, ports and CPU limits."""
+    spec = parse_spec({"model": {"name": MODEL, "backend": "python", "maxBatchSize": 8,
+                                 "repository": {"pvc": {"claimName": claim, "subPath": MODEL}}},
+                       "slo": {"latencyMs": 200},
+                       "runtime": {"image": TRITON_IMAGE, "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}})
+    pod = deployment("pvc-model", "default", spec, 1, fetcher_image=OPERATOR_IMAGE)["spec"]["template"]["spec"]
+    pod["volumes"][0]["configMap"]["name"] = config_map  # the test's config (the operator's ConfigMap: a name)
+    (init,), (triton,) = pod["initContainers"], pod["containers"]
+    init["imagePullPolicy"] = triton["imagePullPolicy"] = "Never"
+    triton["args"] = [a for a in triton["args"] if not a.startswith(("--http-port", "--grpc-port", "--metrics-port"))]
+    triton["args"] += [f"--http-port={http_port}", f"--grpc-port={free_port()}", f"--metrics-port={free_port()}",
+                       "--allow-gpu-metrics=false"]
+    triton["ports"] = []
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        triton[probe]["httpGet"]["port"] = http_port
+    pod.update({"hostNetwork": True, "nodeSelector": {cfg.NODE_LABEL: "true"},
+                "tolerations": [{"key": cfg.NODE_LABEL, "operator": "Exists", "effect": "NoSchedule"}]})
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "pvc-model", "namespace": "default"}, "spec": pod}
+
+
+def test_a_model_on_a_claim_without_a_config_pbtxt_answers(real_cluster: tuple[ControlPlane, RealNode],
+                                                          tmp_path: Path) -> None:
+    """A read-only claim whose model directory has no config.pbtxt: mounted as the model directory, runc had no
+    mount point for the rendered config ("read-only file system"); the links leave it one, and Triton loads the
+    version folder through its link."""
+    cp, node = real_cluster
+    kc = cp.kubeconfig
+    store = tmp_path / "store"  # the claim's volume: a hostPath PersistentVolume on the node (this host)
+    (store / MODEL / "1").mkdir(parents=True)
+    (store / MODEL / "1" / "model.py").write_text(MODEL_PY)
+    for d in (store, store / MODEL, store / MODEL / "1"):
+        d.chmod(0o755)
+    (store / MODEL / "1" / "model.py").chmod(0o644)
+    volume = {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "model-store"},
+              "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadOnlyMany"], "storageClassName": "",
+                       "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": str(store)}}}
+    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+             "metadata": {"name": "model-store", "namespace": "default"},
+             "spec": {"accessModes": ["ReadOnlyMany"], "storageClassName": "", "volumeName": "model-store",
+                      "resources": {"requests": {"storage": "1Gi"}}}}
+    kubectl(kc, "create", "configmap", "pvc-model-config", f"--from-literal=config.pbtxt={CONFIG_PBTXT}")
+    kubectl(kc, "apply", "-f", "-", stdin=yaml.safe_dump_all([volume, claim]))
+    port = free_port()
+    try:
+        kubectl(kc, "apply", "-f", "-", stdin=json.dumps(pvc_pod(port, "model-store", "pvc-model-config")))
+        wait_ready(kc, "pvc-model")
+        links = kubectl(kc, "logs", "pvc-model", "-c", "fetch-model")
+        assert "linked 1 entry" in links and "versions 1" in links, links
+        assert infer(node.name, port, [1, 2, 3, 4]) == [2, 3, 4, 5]
+        assert sorted(p.name for p in (store / MODEL).iterdir()) == ["1"]  # the claim was only read
+    finally:
+        kubectl(kc, "delete", "pod", "pvc-model", "--wait=true", "--timeout=60s", check=False)
+        kubectl(kc, "delete", "pvc", "model-store", "--wait=false", check=False)
+        kubectl(kc, "delete", "pv", "model-store", "--wait=false", check=False)
 
 
 POST_RENDERER = """#!{python}

@@ -90,11 +90,22 @@ def test_repository_sources_mount_the_model_directory() -> None:
     assert "initContainers" not in cm
     assert {m["mountPath"] for m in cm["containers"][0]["volumeMounts"]} == {  # type: ignore[index]
         "/models/resnet/config.pbtxt", "/models/resnet/1"}
+    # A claim is mounted beside the model directory, which the init container fills with links to it: runc has
+    # no mount point for the rendered config.pbtxt in a read-only claim that lacks one.
     pvc = pod_of({"pvc": {"claimName": "models", "subPath": "resnet"}})
-    assert pvc["volumes"][1] == {"name": "model-files",  # type: ignore[index]
-                                 "persistentVolumeClaim": {"claimName": "models", "readOnly": True}}
-    assert pvc["containers"][0]["volumeMounts"][0] == {  # type: ignore[index]
-        "name": "model-files", "mountPath": "/models/resnet", "readOnly": True, "subPath": "resnet"}
+    assert pvc["volumes"][1:] == [  # type: ignore[index]
+        {"name": "model-files", "emptyDir": {}},
+        {"name": "model-claim", "persistentVolumeClaim": {"claimName": "models", "readOnly": True}}]
+    claim_mount = {"name": "model-claim", "mountPath": "/model-claim", "readOnly": True, "subPath": "resnet"}
+    assert pvc["containers"][0]["volumeMounts"] == [  # type: ignore[index]
+        {"name": "model-files", "mountPath": "/models/resnet", "subPath": "resnet", "readOnly": True}, claim_mount,
+        {"name": "model-config", "mountPath": "/models/resnet/config.pbtxt", "subPath": "config.pbtxt",
+         "readOnly": True}]
+    (links,) = pvc["initContainers"]  # type: ignore[misc]
+    assert links["image"] == "fetcher:1" and "envFrom" not in links
+    assert links["command"][-4:] == ["--link", "/model-claim", "--dest", "/models/resnet"]
+    assert links["volumeMounts"] == [{"name": "model-files", "mountPath": "/models"}, claim_mount]
+    assert links["securityContext"]["runAsNonRoot"] and links["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     uri = pod_of({"storageUri": "s3://models/resnet", "credentialsSecret": "s3-creds"})
     fetch = uri["initContainers"][0]  # type: ignore[index]
     assert fetch["image"] == "fetcher:1" and fetch["envFrom"] == [{"secretRef": {"name": "s3-creds"}}]

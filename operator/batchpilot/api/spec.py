@@ -79,9 +79,8 @@ class ModelRepository(ApiModel):
     its S3-compatible API with HMAC keys), HTTP_AUTHORIZATION (https: the Authorization header), CA_BUNDLE (PEM
     of a private certificate authority)."""
     pvc: PvcSource | None = None
-    """A PersistentVolumeClaim holding the model directory, mounted read-only. The directory must hold a
-    config.pbtxt (any content): Batchpilot mounts its own over it, and the container runtime cannot create that
-    mount point on a read-only volume."""
+    """A PersistentVolumeClaim holding the model directory (its version folders), mounted read-only beside it;
+    the fetch-model init container links the claim's entries into the model directory (nothing is copied)."""
     config_map: Annotated[str, Field(pattern=OBJECT_NAME_PATTERN, max_length=253)] | None = None
     """Name of a ConfigMap in the same namespace whose keys are the files of model version 1 (small models)."""
 

@@ -8,6 +8,7 @@ from typing import Any
 from batchpilot.api.spec import GPU_RESOURCE, InferenceServiceSpec
 from batchpilot.build.config_pbtxt import render_config_pbtxt
 from batchpilot.build.names import (
+    CLAIM_PATH,
     FETCH_CONTAINER,
     GRPC_PORT,
     HTTP_PORT,
@@ -105,29 +106,37 @@ def _repository(spec: InferenceServiceSpec, fetcher_image: str) -> tuple[list[Ma
     if repo.config_map is not None:
         volume: Manifest = {"name": "model-files", "configMap": {"name": repo.config_map}}
         return [volume], [config_mount, {"name": "model-files", "mountPath": f"{model_dir}/1", "readOnly": True}], []
+    volume = {"name": "model-files", "emptyDir": {}}
+    model_mount = {"name": "model-files", "mountPath": model_dir, "subPath": spec.model.name, "readOnly": True}
     if repo.pvc is not None:
-        volume = {"name": "model-files", "persistentVolumeClaim": {"claimName": repo.pvc.claim_name, "readOnly": True}}
-        mount = {"name": "model-files", "mountPath": model_dir, "readOnly": True}
+        # The claim is mounted beside the model directory and linked into it (fetch/link.py): mounted as the
+        # model directory, a claim without a config.pbtxt gives runc no mount point for the rendered one.
+        claim = {"name": "model-claim", "persistentVolumeClaim": {"claimName": repo.pvc.claim_name, "readOnly": True}}
+        claim_mount = {"name": "model-claim", "mountPath": CLAIM_PATH, "readOnly": True}
         if repo.pvc.sub_path:
-            mount["subPath"] = repo.pvc.sub_path
-        return [volume], [mount, config_mount], []
+            claim_mount["subPath"] = repo.pvc.sub_path
+        links = _init(fetcher_image, ["--link", CLAIM_PATH, "--dest", model_dir], [claim_mount])
+        return [volume, claim], [model_mount, claim_mount, config_mount], [links]
     assert repo.storage_uri is not None  # the API allows exactly one source
-    fetch: Manifest = {
+    fetch = _init(fetcher_image, ["--uri", repo.storage_uri, "--dest", model_dir], [])
+    if repo.credentials_secret is not None:
+        fetch["envFrom"] = [{"secretRef": {"name": repo.credentials_secret}}]
+    return [volume], [model_mount, config_mount], [fetch]
+
+
+def _init(fetcher_image: str, args: list[str], mounts: list[Manifest]) -> Manifest:
+    """The fetch-model init container: `python3 -m batchpilot.fetch` with args, writing the model directory."""
+    return {
         "name": FETCH_CONTAINER,
         "image": fetcher_image,
-        "command": ["python3", "-m", "batchpilot.fetch", "--uri", repo.storage_uri, "--dest", model_dir],
+        "command": ["python3", "-m", "batchpilot.fetch", *args],
         # The whole volume, so the fetcher stages beside the model directory on the same filesystem.
-        "volumeMounts": [{"name": "model-files", "mountPath": MODEL_REPOSITORY}],
+        "volumeMounts": [{"name": "model-files", "mountPath": MODEL_REPOSITORY}, *mounts],
         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
         "securityContext": _RESTRICTED,
         # The fetcher's last line (what failed, the fix) becomes the status message the Ready condition quotes.
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
-    if repo.credentials_secret is not None:
-        fetch["envFrom"] = [{"secretRef": {"name": repo.credentials_secret}}]
-    volume = {"name": "model-files", "emptyDir": {}}
-    model_mount = {"name": "model-files", "mountPath": model_dir, "subPath": spec.model.name, "readOnly": True}
-    return [volume], [model_mount, config_mount], [fetch]
 
 
 def _triton_container(spec: InferenceServiceSpec, model_mounts: list[Manifest]) -> dict[str, Any]:

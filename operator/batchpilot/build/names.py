@@ -11,7 +11,9 @@ SERVICE_LABEL = f"{GROUP}/inferenceservice"
 HTTP_PORT, GRPC_PORT, METRICS_PORT = 8000, 8001, 8002
 MODEL_REPOSITORY = "/models"
 FETCH_CONTAINER = "fetch-model"
-"""The init container that downloads a storageUri model."""
+"""The init container that downloads a storageUri model, or lays out a claim's model directory as links."""
+CLAIM_PATH = "/model-claim"
+"""Where a pvc model's claim is mounted, read-only, beside the model directory (fetch/link.py)."""
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ def _drop_rendered_config(model: Path, progress: Progress) -> None:
         progress.note(f"skipped {RENDERED_CONFIG}: Batchpilot renders its own from the InferenceService spec")
 
 
-def _mount_point(model: Path) -> None:
+def mount_point(model: Path) -> None:
     """An empty config.pbtxt where the Triton container mounts the rendered one (a subPath of the model-config
     ConfigMap): the model directory is mounted read-only there, so a real runtime (runc) cannot create the mount
     point itself ("read-only file system", seen on the real node)."""
@@ -45,5 +45,5 @@ def fetch(uri: str, dest: Path, env: Mapping[str, str], progress: Progress) -> N
             fetch_bucket(source, work, env, progress)
         _drop_rendered_config(work.model, progress)
         files, size = _totals(work.model)
-        _mount_point(work.model)
+        mount_point(work.model)
     progress.finish(files, size, str(dest))
