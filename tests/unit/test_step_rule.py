@@ -69,3 +69,27 @@ def test_scaling_starts_the_cooldown_and_clears_calm() -> None:
 
 def test_the_message_names_the_percentile_and_the_slo() -> None:
     assert "p95 150.0 ms vs SLO 100 ms" in decide(spec(), obs(2, 150), History(), NOW).message
+
+
+def test_no_scale_down_until_the_rate_window_is_whole_after_metrics_return() -> None:
+    """A tick without metrics, then calm readings: rate() covers only the samples since the outage ended and reads
+    low (an empty TSDB read ~40% and ~70% of the load in the sandbox), so no scale-down, and no stabilization
+    window counted, until one rate window has passed since the last blind tick."""
+    window, stabilization = 30.0, 60
+    blind = decide(spec(window=stabilization), observation(3, None, window_s=window), History(), NOW)
+    assert blind.history.blind_at == NOW and blind.replicas == 3
+    refilling = decide(spec(window=stabilization), observation(3, 10.0, latency_ms=10, window_s=window),
+                       blind.history, NOW + window - 1)
+    assert (refilling.replicas, refilling.reason) == (3, "Stabilizing"), refilling.message
+    assert "rate window is whole again" in refilling.message and refilling.history.calm_since is None
+    # Calm counts from the first whole window, and the scale-down follows the stabilization window after it.
+    whole = decide(spec(window=stabilization), observation(3, 10.0, latency_ms=10, window_s=window),
+                   refilling.history, NOW + window)
+    assert (whole.replicas, whole.reason, whole.history.calm_since) == (3, "Stabilizing", NOW + window)
+    later = decide(spec(window=stabilization), observation(3, 10.0, latency_ms=10, window_s=window), whole.history,
+                   NOW + window + stabilization)
+    assert (later.replicas, later.reason) == (2, "ScaleDown"), later.message
+    # A scale-up is never held back: a low reading only makes one less likely.
+    breach = decide(spec(window=stabilization), observation(2, 10.0, latency_ms=150, window_s=window),
+                    blind.history, NOW + 1)
+    assert (breach.replicas, breach.reason) == (3, "ScaleUp")

@@ -39,7 +39,11 @@ class PrometheusReader:
             raise MetricsUnavailable("no Triton samples for the service in Prometheus yet")
         if age > stale_after_s:
             raise MetricsUnavailable(f"newest Triton sample is {age:.0f}s old (staleAfter {stale_after_s:g}s)")
-        answered = self._scalar(queries.answered_rate()) or 0.0
+        answered = self._scalar(queries.answered_rate())
+        if answered is None:
+            # Fresh samples but no rate: no series has two samples in the window yet (a new Prometheus, scrapes
+            # just resumed, or a service's first scrape). No data, not no load.
+            raise MetricsUnavailable(f"fewer than two Triton samples in the {queries.window_s:g}s rate window yet")
         rate = answered + max(0.0, self._scalar(queries.pending_growth()) or 0.0)
         latency = self._scalar(queries.latency_ms(percentile))
         if latency is None and rate == 0.0:

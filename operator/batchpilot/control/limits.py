@@ -6,8 +6,10 @@ Both policies (planner.py, step_rule.py) return a `Proposal`; `limit()` applies 
    (WaitingForReplicas); a scale-up waits scaleUp.cooldownSeconds after the last change unless it is urgent
    (ScaleUpCooldown). One rule for both policies: an SLO breach (and the metrics-outage fallback) goes ahead
    within the cooldown, which paces planned scale-ups only; then at most scaleUp.maxStep at once;
-3. going down: only once fewer replicas have been proposed for scaleDown.stabilizationSeconds without a break
-   (Stabilizing), then to the most any of those proposals asked for, at most scaleDown.maxStepPercent at once;
+3. going down: never within one rate window after a tick without metrics (Stabilizing: rate() reads low until
+   its window is whole again), and only once fewer replicas have been proposed for
+   scaleDown.stabilizationSeconds without a break (Stabilizing), then to the most any of those proposals asked
+   for, at most scaleDown.maxStepPercent at once;
 4. any other outcome ends a calm stretch.
 `paced()` is the last stage: at most one change of the pods' batching per RETUNE_INTERVAL_S.
 """
@@ -27,6 +29,9 @@ its requests wait), and the statistics that judge it start from zero."""
 def limit(spec: InferenceServiceSpec, obs: Observation, proposal: Proposal, now: float) -> Decision:
     """The proposal as far as the bounds, the readiness wait, the cooldown, the steps and the window allow."""
     bounds, current, history = spec.autoscaling, obs.replicas, proposal.history
+    if obs.arrival_rate is None:
+        history = replace(history, blind_at=now)
+        proposal = replace(proposal, history=history)
     if current < bounds.min_replicas or current > bounds.max_replicas:
         to = min(bounds.max_replicas, max(bounds.min_replicas, current))
         reason = DecisionReason.BELOW_MIN_REPLICAS if current < bounds.min_replicas \
@@ -65,6 +70,13 @@ def _up(spec: InferenceServiceSpec, obs: Observation, proposal: Proposal, now: f
 def _down(spec: InferenceServiceSpec, obs: Observation, proposal: Proposal, now: float) -> Decision:
     current, history, evidence = obs.replicas, proposal.history, proposal.evidence
     down = spec.autoscaling.scale_down
+    if history.blind_at is not None and now - history.blind_at < obs.window_s:
+        # After an outage rate() covers only the samples since it ended (an empty TSDB after a restart read ~40%
+        # and ~70% of the load on its first two windows, tests/e2e/test_metrics_outage.py): wait until it covers
+        # a whole window, and start the stabilization window only then.
+        return _decided(proposal, current, DecisionReason.STABILIZING,
+                        f"{evidence}; metrics returned {now - history.blind_at:.0f}s ago: no scale-down until the "
+                        f"{obs.window_s:g}s rate window is whole again", _calm_ended(history))
     calm_since = history.calm_since if history.calm_since is not None else now
     peak = proposal.replicas if history.calm_peak is None else max(history.calm_peak, proposal.replicas)
     if now - calm_since < down.stabilization_seconds:

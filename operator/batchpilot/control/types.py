@@ -22,7 +22,8 @@ class DecisionReason(enum.StrEnum):
     SCALE_DOWN = "ScaleDown"
     """Fewer replicas, after the stabilization window."""
     STABILIZING = "Stabilizing"
-    """Fewer replicas would do, not yet for the whole stabilization window."""
+    """Fewer replicas would do, not yet for the whole stabilization window (or within one rate window after metrics
+    returned)."""
     WITHIN_SLO = "WithinSLO"
     """The replicas running are the plan."""
     SCALE_UP_COOLDOWN = "ScaleUpCooldown"
@@ -142,6 +143,9 @@ class History:
     fell_at: float | None = None
     """When the load last fell out of its steady band (planner.steady): no trial of one replica fewer for
     planner.FELL_S after."""
+    blind_at: float | None = None
+    """The last tick without metrics (no arrival rate): no scale-down for one rate window after it (limits.py), while
+    rate() covers only part of its window and reads low."""
 
 
 @dataclass(frozen=True)

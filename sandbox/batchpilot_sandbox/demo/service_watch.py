@@ -32,6 +32,8 @@ class ServiceSample:
     """status.batching.maxQueueDelayMicroseconds: the queue delay the pods run (auto mode)."""
     instance_count: int | None = None
     """status.batching.instanceCount: model instances per pod (auto mode)."""
+    arrival_rate: float | None = None
+    """status.observed.arrivalRate: the request rate the operator read from Prometheus."""
 
 
 class ServiceWatch:
@@ -67,6 +69,7 @@ class ServiceWatch:
             avg_batch_size=(status.get("observed") or {}).get("avgBatchSize"),
             queue_delay_us=(status.get("batching") or {}).get("maxQueueDelayMicroseconds"),
             instance_count=(status.get("batching") or {}).get("instanceCount"),
+            arrival_rate=(status.get("observed") or {}).get("arrivalRate"),
         )
 
     def latest(self) -> ServiceSample | None:
