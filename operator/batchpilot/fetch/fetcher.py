@@ -12,6 +12,8 @@ from batchpilot.fetch.source import HttpsSource, parse_uri
 from batchpilot.fetch.staging import staged
 
 RENDERED_CONFIG = "config.pbtxt"
+SKIPPED_CONFIG = f"skipped {RENDERED_CONFIG}: Batchpilot renders its own from the InferenceService spec"
+"""The note when the source ships a config.pbtxt (fetched or on a claim): it is never the one Triton reads."""
 
 
 def _drop_rendered_config(model: Path, progress: Progress) -> None:
@@ -19,7 +21,7 @@ def _drop_rendered_config(model: Path, progress: Progress) -> None:
     config = model / RENDERED_CONFIG
     if config.is_file() or config.is_symlink():
         config.unlink()
-        progress.note(f"skipped {RENDERED_CONFIG}: Batchpilot renders its own from the InferenceService spec")
+        progress.note(SKIPPED_CONFIG)
 
 
 def mount_point(model: Path) -> None:

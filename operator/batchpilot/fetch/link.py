@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from batchpilot.fetch.errors import FetchError
-from batchpilot.fetch.fetcher import RENDERED_CONFIG, mount_point
+from batchpilot.fetch.fetcher import RENDERED_CONFIG, SKIPPED_CONFIG, mount_point
 from batchpilot.fetch.progress import Progress
 
 
@@ -37,7 +37,7 @@ def link(claim: Path, dest: Path, progress: Progress) -> None:
         if not target.exists():
             target.symlink_to(entry)
     if (claim / RENDERED_CONFIG).exists():
-        progress.note(f"skipped {RENDERED_CONFIG}: Batchpilot renders its own from the InferenceService spec")
+        progress.note(SKIPPED_CONFIG)
     mount_point(dest)
     progress.note(f"linked {len(entries)} entr{'y' if len(entries) == 1 else 'ies'} of {claim} into {dest} "
                   f"(versions {', '.join(versions)})")
