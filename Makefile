@@ -8,6 +8,7 @@ BIN := $(VENV)/bin
 export BATCHPILOT_CACHE ?= $(HOME)/.cache/batchpilot
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+PYTEST_WORKERS ?= 2
 BENCH_ARGS ?=
 SIM_ARGS ?=
 FLEET_ARGS ?=
@@ -57,8 +58,8 @@ lint: deps ## ruff and mypy
 test-unit: deps ## unit tests only (pure logic, no processes)
 	$(BIN)/pytest tests/unit -q $(PYTEST_ARGS)
 
-test: deps tools lint crds-check ## everything CI runs: lint, type check, CRD check, unit, integration and e2e tests (not yet the real node: make test-real-node)
-	$(BIN)/pytest -q -ra --durations=15 --ignore=tests/real_node $(PYTEST_ARGS)
+test: deps tools lint crds-check ## everything CI runs: lint, type check, CRD check, unit, integration and e2e tests (not yet the real node: make test-real-node); PYTEST_WORKERS (2) test files run at once, each worker with its own sandbox
+	$(BIN)/pytest -q -ra --durations=15 -n $(PYTEST_WORKERS) --dist loadfile --ignore=tests/real_node $(PYTEST_ARGS)
 
 node-packages: ## install Debian's containerd, runc, buildah, debootstrap and CNI plugins when missing (root; the real node and make image need them)
 	@hack/node-packages.sh

@@ -35,9 +35,9 @@ from batchpilot_sandbox.gpu_emulator.profile_curve import ProfileCurve
 from batchpilot_sandbox.loadgen.cli import run_load
 from support import emulator_triton, wait_for
 
-ADDRESS = "127.0.0.202"  # clear of the sandbox kubelet (127.0.0.2 up) and test_triton_runtime (.201)
-REFUSING = "127.0.0.203"  # a "ready" pod where nothing listens
-HANGING = "127.0.0.204"  # a "ready" pod that accepts and never answers
+ADDRESS = "127.0.0.208"  # clear of the sandbox kubelet's pool (127.0.0.2-200) and every other test's address
+REFUSING = "127.0.0.209"  # a "ready" pod where nothing listens
+HANGING = "127.0.0.210"  # a "ready" pod that accepts and never answers
 TIME_SCALE = 10.0  # 10x slower than an H100, so timings stand well above Python's overheads
 CONFIG = """backend: "python"
 max_batch_size: 64

@@ -58,7 +58,8 @@ def test_apply_serves_and_delete_cleans_up(sandbox: Sandbox) -> None:
     assert http_status(f"http://{ip}:8000/v2/health/ready") == 200
     assert http_status(f"http://{ip}:8000/v2/models/{SAMPLE.model}/ready") == 200
     assert infer(f"{ip}:8000", SAMPLE.model) == [1.0, 2.0, 3.0, 4.0]
-    assert processes_with("tritonserver", f"--http-address={ip}")
+    # the trailing space ends the address: 127.0.0.5 is not 127.0.0.50 (another sandbox may run a pod there)
+    assert processes_with("tritonserver", f"--http-address={ip} ")
 
     status = wait_for("status from the operator", lambda: (get(sandbox, "inferenceservice", SAMPLE.name)
                                                           or {}).get("status", {}).get("selector"), 60)
@@ -82,6 +83,6 @@ def test_apply_serves_and_delete_cleans_up(sandbox: Sandbox) -> None:
 
     wait_for("Deployment, ReplicaSet, Pods, Service and ConfigMap to be deleted", all_gone, 120,
              lambda: operator_log(sandbox))
-    wait_for("the pod's tritonserver to exit", lambda: not processes_with("tritonserver", f"--http-address={ip}"),
+    wait_for("the pod's tritonserver to exit", lambda: not processes_with("tritonserver", f"--http-address={ip} "),
              60)
     assert http_status(f"http://{ip}:8000/v2/health/ready") is None

@@ -23,7 +23,7 @@ from batchpilot.control.queue_policy import queue_timeout_us
 from batchpilot.control.types import Tuning
 from support import emulator_triton
 
-ADDRESS = "127.0.0.202"  # clear of the sandbox kubelet's 127.0.0.2 upward and test_triton_runtime's .201
+ADDRESS = "127.0.0.207"  # clear of the sandbox kubelet's pool (127.0.0.2-200) and every other test's address
 TIME_SCALE = 10.0
 SPEC = InferenceServiceSpec.model_validate({
     "model": {"name": "emulator", "repository": {"configMap": "files"}, "backend": "python", "maxBatchSize": 8,

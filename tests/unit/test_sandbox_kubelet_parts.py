@@ -132,7 +132,7 @@ def test_env_expansion_follows_kubernetes() -> None:
 
 
 def test_ip_pool_hands_out_unique_loopback_ips(tmp_path: Path) -> None:
-    pool = IpPool(first=2, last=4)
+    pool = IpPool(first=2, last=4, lock_dir=tmp_path / "locks")
     assert pool.allocate("a") == "127.0.0.2"
     assert pool.allocate("b", avoid={"127.0.0.3"}) == "127.0.0.4"
     assert pool.allocate("a") == "127.0.0.2"
@@ -148,6 +148,18 @@ def test_ip_pool_hands_out_unique_loopback_ips(tmp_path: Path) -> None:
         "   1: 0600007F:1F40 0100007F:1234 01\n"  # established: ignored
     )
     assert listening_ips(tcp) == {"127.0.0.5"}
+
+
+def test_two_sandboxes_never_hand_out_the_same_ip(tmp_path: Path) -> None:
+    # two kubelets on one machine (parallel test workers): each IP in use is locked machine-wide
+    first, second = (IpPool(first=2, last=4, lock_dir=tmp_path) for _ in range(2))
+    assert first.allocate("a") == "127.0.0.2"
+    assert second.allocate("x") == "127.0.0.3"
+    assert first.allocate("b") == "127.0.0.4"
+    with pytest.raises(RuntimeError, match="reserved by another sandbox"):
+        second.allocate("y")
+    first.release("a")  # the pod is gone: its IP is free for the other sandbox
+    assert second.allocate("y") == "127.0.0.2"
 
 
 def test_triton_argv_binds_the_pod_ip_and_our_backends() -> None:
