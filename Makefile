@@ -58,13 +58,13 @@ lint: deps ## ruff and mypy
 test-unit: deps ## unit tests only (pure logic, no processes)
 	$(BIN)/pytest tests/unit -q $(PYTEST_ARGS)
 
-test: deps tools lint crds-check ## everything CI runs: lint, type check, CRD check, unit, integration and e2e tests (not yet the real node: make test-real-node); PYTEST_WORKERS (2) test files run at once, each worker with its own sandbox
-	$(BIN)/pytest -q -ra --durations=15 -n $(PYTEST_WORKERS) --dist loadfile --ignore=tests/real_node $(PYTEST_ARGS)
+test: deps tools node-packages image lint crds-check ## everything CI runs: lint, type check, CRD check, unit, integration, e2e and real-node tests (root: the real node needs it); PYTEST_WORKERS (2) test files run at once, each worker with its own sandbox
+	$(BIN)/pytest -q -ra --durations=15 -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 node-packages: ## install Debian's containerd, runc, buildah, debootstrap and CNI plugins when missing (root; the real node and make image need them)
 	@hack/node-packages.sh
 
-test-real-node: deps tools node-packages image ## the real node: Debian containerd + runc, kubelet, the built images; helm install of the chart in-cluster (opt-in, root; ~12 min cold)
+test-real-node: deps tools node-packages image ## the real-node tests alone (part of make test): Debian containerd + runc, kubelet, the built images; helm install of the chart in-cluster (root; ~12 min cold)
 	$(BIN)/pytest -q -ra --durations=5 tests/real_node $(PYTEST_ARGS)
 
 demo: deps tools ## run the sandbox, a sample InferenceService and a load step; writes out/demo/
@@ -83,7 +83,7 @@ bench-sim: deps ## the simulator comparison alone (every trace, the three servic
 compare: deps tools ## Batchpilot vs the real KEDA and HPA in the sandbox (3 load shapes x 5 configs, ~60 min; COMPARE_ARGS=--quick ~15 min) and the simulator on the same arrivals; writes out/bench/compare/
 	$(BIN)/python -m bench.compare_real --out out/bench/compare $(COMPARE_ARGS)
 
-bench-faults: deps tools ## the longer faults under load in the sandbox (operator SIGKILLed mid-retune, Prometheus down 5 minutes; ~10 min); writes out/bench/faults/
+bench-faults: deps tools ## the longer faults under load alone, with a report (operator SIGKILLed mid-retune, Prometheus down 5 minutes; ~10 min; make test runs them too); writes out/bench/faults/
 	$(BIN)/python -m bench.faults --out out/bench/faults
 
 bench-fleet: deps ## the simulator at fleet scale: one service up to 1,000 replicas, 200 services on one GPU pool; writes out/bench/fleet/

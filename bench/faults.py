@@ -1,8 +1,8 @@
-"""The fault matrix's longer faults in the sandbox (issue 14, item 4), too long for `make test`'s budget: the
-operator SIGKILLed in the middle of a retune pass, and Prometheus down for 5 minutes, each under load (Prometheus
-restarted with its data lost is in `make test`: tests/e2e/test_metrics_outage.py).
+"""The fault matrix's longer faults in the sandbox (issue 14, item 4), alone and with a report: the operator
+SIGKILLed in the middle of a retune pass, and Prometheus down for 5 minutes, each under load. `make test` runs
+them too, beside the other test files; this writes their figures.
 
-They are pytest functions in tests/e2e/faults_long.py (they share the sandbox fixture and the helpers of the
+They are pytest functions in tests/e2e/test_faults_long.py (they share the sandbox fixture and the helpers of the
 faults `make test` runs, tests/e2e/test_faults.py); this runs them in one sandbox and writes what they printed to
 faults_long.log (the sandbox's logs under sandbox/) and their `FAULT` lines (failed requests of those offered, recovery, actions) to faults.md in --out.
 Exit status: pytest's (a fault whose promise broke fails the bench).
@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-MODULE = Path(__file__).resolve().parents[1] / "tests" / "e2e" / "faults_long.py"
+MODULE = Path(__file__).resolve().parents[1] / "tests" / "e2e" / "test_faults_long.py"
 
 
 def main(argv: list[str] | None = None) -> int:

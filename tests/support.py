@@ -424,7 +424,7 @@ def fault_line(name: str, load: BackgroundLoad, **figures: object) -> str:
         ", ".join(f"{k} {v}" for k, v in figures.items())
 
 
-# -- Prometheus outages (tests/e2e/test_metrics_outage.py, tests/e2e/faults_long.py)
+# -- Prometheus outages (tests/e2e/test_metrics_outage.py, tests/e2e/test_faults_long.py)
 
 METRICS_CONDITION_LAG_S = 12.0
 """MetricsAvailable follows Prometheus going away within one loop period (5 s) plus one failed query (a 5 s

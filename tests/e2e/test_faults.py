@@ -7,7 +7,7 @@ Faults: the API server restarted; one pod's Triton refusing a reload mid-retune;
 accepts and never answers; another writer patching the InferenceService all the time (the status writes race
 it); a pod deleted in the middle of a retune pass. Each prints its figures (the `FAULT` line) for the note's table. Prometheus restarted
 with its data lost is tests/e2e/test_metrics_outage.py; the longer faults (the operator SIGKILLed mid-retune,
-Prometheus down for 5 minutes) are in faults_long.py, run by `make bench-faults`.
+Prometheus down for 5 minutes) are in test_faults_long.py (also run alone, with a report, by `make bench-faults`).
 """
 
 from __future__ import annotations
@@ -305,7 +305,7 @@ def _live(ips: list[str], model: str) -> dict[str, int | None]:
 def test_a_pod_deleted_in_the_middle_of_a_retune(sandbox: Sandbox) -> None:
     """Three pods in auto batching mode under load, tuned by the operator (away from a poor 300 ms queue delay);
     then reverted to the poor delay behind its back, so its next tick runs a pass that reloads them one at a time
-    (in IP order, as faults_long.py does; a spec.batching edit would roll the pods instead, the config hash being
+    (in IP order, as test_faults_long.py does; a spec.batching edit would roll the pods instead, the config hash being
     in the pod template). The moment the first pod is seen on the operator's delay again and the last is not, the
     pod the pass reaches next is deleted (as `kubectl delete pod` does: the preStop sleep, then SIGTERM) while the
     Deployment controller starts a replacement. The pass either completes or rolls back, and says which in an

@@ -3,7 +3,7 @@ with its data lost (an empty TSDB, as a pod without a volume). No scale-down whi
 Prometheus has too few scrapes for a rate() (no data is not no load: KEDA's ignoreNullValues default reads it as
 0), the MetricsAvailable condition says why, the loop reads metrics again within FAULT_RECOVERY_BOUND_S, and it
 scales down once the load drops. No request fails. (The 5-minute outage, with the data kept, is in
-faults_long.py, run by `make bench-faults`.)"""
+test_faults_long.py.)"""
 
 from __future__ import annotations
 

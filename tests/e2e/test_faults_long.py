@@ -1,6 +1,6 @@
-"""Fault matrix under load, the longer faults (issue 14, item 4): run by `make bench-faults` (bench/faults.py), not
-by `make test`, whose share of the fault matrix is tests/e2e/test_faults.py (this file's name does not match
-pytest's test_*.py, so the suite leaves it out; pytest collects it when given its path).
+"""Fault matrix under load, the longer faults (issue 14, item 4): part of `make test` (its two workers run this
+file beside the others, ~10 min), and of `make bench-faults` (bench/faults.py), which runs it alone and writes
+the figures to a report. The shorter faults are tests/e2e/test_faults.py.
 
 Faults: the operator SIGKILLed in the middle of a retune pass; Prometheus down for 5 minutes under steady load
 (`make test` has a 60 s outage under load that ends with the data lost, tests/e2e/test_metrics_outage.py).
