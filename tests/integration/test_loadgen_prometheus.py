@@ -33,7 +33,7 @@ from support import metrics_stub, wait_for
 
 pytestmark = pytest.mark.integration
 
-# The sandbox kubelet hands out pod IPs from 127.0.0.2 upward and Triton's test uses .201: keep clear of both.
+# Clear of the sandbox kubelet's pool (127.0.0.2-200) and every other test's address.
 OK_A, OK_B, BUSY, SLOW, REFUSED = "127.0.0.211", "127.0.0.212", "127.0.0.213", "127.0.0.214", "127.0.0.215"
 METRICS_A, METRICS_B = "127.0.0.216", "127.0.0.217"
 API_UNUSED = "https://127.0.0.1:1"

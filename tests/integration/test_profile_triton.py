@@ -19,7 +19,7 @@ from batchpilot_sandbox.gpu_emulator import model_files
 from batchpilot_sandbox.gpu_emulator.profile_curve import ProfileCurve
 from support import emulator_triton
 
-ADDRESS = "127.0.0.205"  # clear of the sandbox kubelet (127.0.0.2 up) and the other Triton tests (.201-.204)
+ADDRESS = "127.0.0.205"  # clear of the sandbox kubelet's pool (127.0.0.2-200) and every other test's address
 TIME_SCALE = 10.0
 CONFIG = """backend: "python"
 max_batch_size: 32

@@ -23,7 +23,7 @@ from batchpilot_sandbox.gpu_emulator.profile_curve import ProfileCurve
 from batchpilot_sandbox.loadgen.cli import run_load
 from support import emulator_triton
 
-ADDRESS = "127.0.0.201"  # the sandbox kubelet hands out 127.0.0.2 upward; keep clear of it
+ADDRESS = "127.0.0.201"  # clear of the sandbox kubelet's pool (127.0.0.2-200) and every other test's address
 TIME_SCALE = 10.0  # 10x slower than an H100, so timings stand well above Python's overheads
 MAX_BATCH = 64
 CONFIG = f"""backend: "python"

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 NODE_IP = "127.0.2.1"
-"""The real node's InternalIP and name: on loopback, outside the sandbox kubelet's pod IPs (127.0.0.2-254)."""
+"""The real node's InternalIP and name: on loopback, outside the sandbox kubelet's pod IPs (127.0.0.2-200)."""
 NODE_LABEL = "batchpilot.dev/real-node"
 """Label (value "true") and NoSchedule taint key of the real node: only pods that select and tolerate it land."""
 PAUSE_IMAGE = "batchpilot/pause:3.10"
