@@ -37,6 +37,10 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
     settings.posting.level = logging.WARNING
     settings.execution.max_workers = SETTINGS.workers
+    # A service deleted while its control tick runs keeps kopf's finalizer until kopf sees the tick end. kopf looks
+    # again after cancellation_polling, 60 s by default: `kubectl delete --wait` then hung a minute (seen in CI on the
+    # real node). A tick is bounded (each Prometheus and Triton call has its timeout), so look every second.
+    settings.background.cancellation_polling = 1.0
     memo.kube = Kube()
     memo.prometheus = {}
     memo.reconcile_pairs = {}

@@ -4,13 +4,18 @@ and every child (processes too) is gone."""
 from __future__ import annotations
 
 import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import yaml
 
 from batchpilot_sandbox.cluster.stack import Sandbox
 from batchpilot_sandbox.demo.sample import SampleService
-from batchpilot_sandbox.process import tail
+from batchpilot_sandbox.process import free_port, tail
 from support import http_status, infer, processes_with, wait_for
 
 SAMPLE = SampleService(name="lifecycle", namespace="it-lifecycle", model="emulator", max_replicas=2)
@@ -86,3 +91,56 @@ def test_apply_serves_and_delete_cleans_up(sandbox: Sandbox) -> None:
     wait_for("the pod's tritonserver to exit", lambda: not processes_with("tritonserver", f"--http-address={ip} "),
              60)
     assert http_status(f"http://{ip}:8000/v2/health/ready") is None
+
+
+@contextmanager
+def hung_http_server() -> Iterator[tuple[str, threading.Event]]:
+    """A server that accepts connections and never answers: each query the operator sends it waits out its
+    timeout. Yields its URL and an event set at each connection (cleared by the caller)."""
+    connected = threading.Event()
+    held: list[socket.socket] = []
+    listener = socket.create_server(("127.0.0.1", free_port()))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            held.append(conn)
+            connected.set()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}", connected
+    finally:
+        stop.set()
+        thread.join(5)
+        for conn in [*held, listener]:
+            conn.close()
+
+
+def test_a_service_deleted_mid_tick_is_gone_once_the_tick_ends(sandbox: Sandbox) -> None:
+    """A tick running when its service is deleted holds kopf's finalizer until kopf sees the tick end; kopf looked
+    again only after 60 s by default, so `kubectl delete --wait` hung a minute (CI, the real node's test). The tick
+    here waits on a Prometheus that never answers (the reader's 5 s timeout), and the delete lands inside it."""
+    sample = SampleService(name="mid-tick", namespace="it-mid-tick", model="emulator", max_replicas=1)
+    with hung_http_server() as (url, connected):
+        manifests = sample.manifests()
+        manifests[-1]["spec"]["prometheus"] = {"url": url}
+        sandbox.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(manifests))
+        try:
+            wait_for("a tick querying the hung Prometheus", connected.is_set, 60, lambda: operator_log(sandbox))
+            connected.clear()
+            wait_for("the next tick's query", connected.is_set, 60, lambda: operator_log(sandbox))
+            started = time.monotonic()
+            sandbox.kubectl("delete", "inferenceservice", "-n", sample.namespace, sample.name, "--wait=true",
+                            "--timeout=30s")
+            took = time.monotonic() - started
+            print(f"deleted {took:.1f} s after a tick began its query")
+            assert took < 30, operator_log(sandbox)
+        finally:
+            sandbox.kubectl("delete", "namespace", sample.namespace, "--wait=false", check=False)
