@@ -122,6 +122,8 @@ CASES = [
      "minReplicas must be <= maxReplicas"),
     ("stabilization too long", "spec.autoscaling", {"scaleDown": {"stabilizationSeconds": 86400}},
      "spec.autoscaling.scaleDown.stabilizationSeconds"),
+    ("negative burst memory", "spec.autoscaling", {"scaleDown": {"burstMemorySeconds": -1}},
+     "spec.autoscaling.scaleDown.burstMemorySeconds"),
     ("batching mode unknown", "spec.batching", {"mode": "turbo"}, "spec.batching.mode"),
     ("queue delay above Triton's bound", "spec.batching", {"maxQueueDelayMicroseconds": 5_000_000},
      "spec.batching.maxQueueDelayMicroseconds"),
@@ -192,6 +194,7 @@ def test_the_valid_manifest_is_accepted_and_defaulted(api: Path) -> None:
     got = kubectl_run(api, "get", "inferenceservice", "-n", NAMESPACE, "svc", "-o", "yaml")
     live = yaml.safe_load(got.stdout)
     assert live["spec"]["batching"]["mode"] == "auto"
-    assert live["spec"]["autoscaling"]["scaleDown"] == {"stabilizationSeconds": 60, "maxStepPercent": 50}
+    assert live["spec"]["autoscaling"]["scaleDown"] == {"stabilizationSeconds": 60, "maxStepPercent": 50,
+                                                     "burstMemorySeconds": 1800}
     assert live["spec"]["runtime"]["resources"]["limits"] == {"memory": "2Gi", "nvidia.com/gpu": 1}
     kubectl_run(api, "delete", "inferenceservice", "-n", NAMESPACE, "svc")

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
 import pytest
 
 from batchpilot.api.status import ObservedMetrics
 from batchpilot.build.pod_health import PodHealth
-from batchpilot.build.status import rfc3339
+from batchpilot.build.status import resumed_history, rfc3339
 from batchpilot.build.tick_status import Event, TickOutcome, tick_write
 from batchpilot.control.types import (
     Decision,
     DecisionReason,
+    History,
     Observation,
     ServiceMetrics,
     Tuning,
@@ -107,3 +108,17 @@ def test_status_observed_shows_every_metric_the_observation_carries_and_nothing_
     wire = {f.name: ObservedMetrics.model_fields[f.name].alias or f.name for f in fields(ServiceMetrics)}
     assert {wire[name]: value for name, value in metric_values(OBS).items()} == \
         {k: v for k, v in status["observed"].items() if k != "at"}
+
+
+def test_the_burst_memory_is_written_and_a_restarted_operator_resumes_it() -> None:
+    """A hold for bursts must survive a restart or a leader takeover: the new process would otherwise remove the
+    held replicas after one stabilization window and lose the next burst again."""
+    history = History(removed_at=NOW - 600, missed_at=NOW - 300)
+    o = outcome(reason=DecisionReason.HOLDING_FOR_BURSTS)
+    held = TickOutcome(o.observation, replace(o.decision, history=history), None, False, None, HEALTHY)
+    status, events = write(held)
+    assert (status["lastScaleDownTime"], status["lastBurstMissTime"]) == (rfc3339(NOW - 600), rfc3339(NOW - 300))
+    assert events == ()
+    resumed = resumed_history(status)
+    assert (resumed.removed_at, resumed.missed_at) == (NOW - 600, NOW - 300)
+    assert set(write(outcome())[0]) == BASE_KEYS  # nothing remembered, nothing written

@@ -52,5 +52,6 @@ class PrometheusReader:
         return ServiceMetrics(
             latency_ms=latency, arrival_rate=rate, queue_ms=self._scalar(queries.queue_ms()),
             compute_ms=self._scalar(queries.compute_ms()), avg_batch_size=self._scalar(queries.avg_batch_size()),
-            pending=self._scalar(queries.pending()), gpu_utilization=self._scalar(queries.gpu_utilization()),
+            pending=self._scalar(queries.pending()), failure_rate=self._scalar(queries.failure_rate()),
+            gpu_utilization=self._scalar(queries.gpu_utilization()),
         )

@@ -42,6 +42,10 @@ class ServiceQueries:
         """Requests/s answered, successes and failures."""
         return f"{self._rate('nv_inference_request_success')} + {self._rate('nv_inference_request_failure')}"
 
+    def failure_rate(self) -> str:
+        """Requests/s Triton failed: a queue timeout (rejectLateRequests) among them."""
+        return self._rate("nv_inference_request_failure")
+
     def pending_growth(self) -> str:
         """Requests/s by which Triton's queues grow: arrivals the service did not answer in the window."""
         return (f"sum(deriv(nv_inference_pending_request_count{{{self.selector}}}[{self.window_s:g}s]))")

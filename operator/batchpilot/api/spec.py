@@ -288,6 +288,10 @@ class ScaleDownSpec(ApiModel):
     """Fewer replicas must be predicted to meet the SLO with margin this long before any is removed."""
     max_step_percent: Annotated[int, Field(ge=1, le=100)] = 50
     """Most replicas removed by one decision, in percent of the current count (at least one)."""
+    burst_memory_seconds: Annotated[int, Field(ge=0, le=86400)] = 1800
+    """After the SLO was missed while replicas were starting less than this long after a scale-down that followed the
+    load down (a burst came back faster than a pod starts), no replica is removed until this long has passed without
+    such a miss. 0: never hold."""
 
 
 class MetricsOutageSpec(ApiModel):

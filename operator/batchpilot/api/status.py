@@ -24,6 +24,8 @@ class ObservedMetrics(ApiModel):
     """Inferences per model execution."""
     pending: float | None = None
     """Requests queued in Triton, all pods."""
+    failure_rate: float | None = None
+    """Requests per second Triton failed (a rejectLateRequests queue timeout among them)."""
     gpu_utilization: float | None = None
     """Mean utilization of the pods' GPUs, 0 to 1 (Triton's nv_gpu_utilization); absent without GPU metrics."""
     at: str | None = None
@@ -126,5 +128,11 @@ class InferenceServiceStatus(ApiModel):
     last_scale_time: str | None = None
     """When the loop last changed the replica count (RFC 3339, as in HorizontalPodAutoscaler): a restarted operator
     resumes its cooldowns from it."""
+    last_scale_down_time: str | None = None
+    """When the loop last removed replicas after the load fell (RFC 3339): with lastBurstMissTime, the burst memory a
+    restarted operator resumes (spec.autoscaling.scaleDown.burstMemorySeconds)."""
+    last_burst_miss_time: str | None = None
+    """When the SLO was last missed while replicas were starting within scaleDown.burstMemorySeconds of a scale-down
+    (RFC 3339): no replica is removed for that long after it (decision reason HoldingForBursts)."""
     conditions: list[Condition] | None = None
     """Ready, MetricsAvailable, Autoscaling, SLOMet, Stalled, Reconciling."""

@@ -7,9 +7,11 @@ Both policies (planner.py, step_rule.py) return a `Proposal`; `limit()` applies 
    (ScaleUpCooldown). One rule for both policies: an SLO breach (and the metrics-outage fallback) goes ahead
    within the cooldown, which paces planned scale-ups only; then at most scaleUp.maxStep at once;
 3. going down: never within one rate window after a tick without metrics (Stabilizing: rate() reads low until
-   its window is whole again), and only once fewer replicas have been proposed for
-   scaleDown.stabilizationSeconds without a break (Stabilizing), then to the most any of those proposals asked
-   for, at most scaleDown.maxStepPercent at once;
+   its window is whole again); never within scaleDown.burstMemorySeconds after the SLO was missed while replicas
+   removed less than that long before were starting again (HoldingForBursts: the load came back faster than a
+   pod starts); and only once fewer replicas have been
+   proposed for scaleDown.stabilizationSeconds without a break (Stabilizing), then to the most any of those
+   proposals asked for, at most scaleDown.maxStepPercent at once;
 4. any other outcome ends a calm stretch.
 `paced()` is the last stage: at most one change of the pods' batching per RETUNE_INTERVAL_S.
 """
@@ -21,6 +23,10 @@ from dataclasses import replace
 from batchpilot.api.spec import InferenceServiceSpec
 from batchpilot.control.types import Decision, DecisionReason, History, Observation, Proposal, Tuning
 
+STEADY_BAND = 0.2
+"""Arrival rates within this fraction of each other count as the same load (the planner's steady band; a scale-down
+follows the load down, for the burst memory, only with the rate this far under the rate of the last scale-up)."""
+
 RETUNE_INTERVAL_S = 30.0
 """At most one change of the pods' batching this often: each reloads the model on every pod (~1.4 s during which
 its requests wait), and the statistics that judge it start from zero."""
@@ -31,7 +37,8 @@ def limit(spec: InferenceServiceSpec, obs: Observation, proposal: Proposal, now:
     bounds, current, history = spec.autoscaling, obs.replicas, proposal.history
     if obs.arrival_rate is None:
         history = replace(history, blind_at=now)
-        proposal = replace(proposal, history=history)
+    history = remembered(spec, obs, history, now)
+    proposal = replace(proposal, history=history)
     if current < bounds.min_replicas or current > bounds.max_replicas:
         to = min(bounds.max_replicas, max(bounds.min_replicas, current))
         reason = DecisionReason.BELOW_MIN_REPLICAS if current < bounds.min_replicas \
@@ -43,6 +50,37 @@ def limit(spec: InferenceServiceSpec, obs: Observation, proposal: Proposal, now:
     if proposal.replicas < current:
         return _down(spec, obs, proposal, now)
     return _decided(proposal, current, proposal.reason, proposal.message, _calm_ended(history))
+
+
+def remembered(spec: InferenceServiceSpec, obs: Observation, history: History, now: float) -> History:
+    """The burst memory carried forward: whether the SLO is missed now while replicas are starting within
+    scaleDown.burstMemorySeconds of a scale-down that followed the load down (what was removed came back too late).
+
+    Why: a flash crowd shorter than a pod's cold start is over before the pods it asks for serve (an MMPP's minute
+    bursts against 1-3 minute image pulls); each burst then fails its requests above the capacity held, and the
+    pods it started bill their cold start for nothing. Only capacity held through the gaps serves it, and only a
+    miss after the load fell and replicas went with it tells that gaps are shorter than the memory. A load that
+    falls and stays down (a day's evening, a spike that ends) never asks for the removed replicas back, and keeps
+    scaling down as before; replicas removed at an unchanged load (the extra ones a backlog asked for, drained)
+    were not the load's, and a rise after them is no burst coming back."""
+    memory = spec.autoscaling.scale_down.burst_memory_seconds
+    missed = (memory > 0 and history.removed_at is not None and now - history.removed_at < memory
+              and obs.ready_replicas < obs.replicas and missing_slo(spec, obs))
+    return replace(history, missed_at=now) if missed else history
+
+
+def missing_slo(spec: InferenceServiceSpec, obs: Observation) -> bool:
+    """The SLO missed now: latency over it at its percentile, or more requests failing than the percentile leaves
+    out (over 5% of arrivals for p95): with rejectLateRequests a late request fails rather than count in the
+    latency, so the latency alone stays under the SLO however many are lost."""
+    over = obs.latency_ms is not None and obs.latency_ms > spec.slo.latency_ms
+    failing = (obs.failure_rate or 0.0) > (obs.arrival_rate or 0.0) * (100 - spec.slo.percentile) / 100
+    return over or failing
+
+
+def holding_for_bursts(spec: InferenceServiceSpec, history: History, now: float) -> bool:
+    """Whether scale-down waits: a miss (remembered) less than scaleDown.burstMemorySeconds ago."""
+    return history.missed_at is not None and now - history.missed_at < spec.autoscaling.scale_down.burst_memory_seconds
 
 
 def cooling_down(spec: InferenceServiceSpec, history: History, now: float) -> bool:
@@ -63,8 +101,9 @@ def _up(spec: InferenceServiceSpec, obs: Observation, proposal: Proposal, now: f
     to = min(proposal.replicas, spec.autoscaling.max_replicas)
     if spec.autoscaling.scale_up.max_step is not None:
         to = min(to, current + spec.autoscaling.scale_up.max_step)
+    up_rate = obs.arrival_rate if obs.arrival_rate is not None else history.up_rate
     return _decided(proposal, to, proposal.reason, f"{evidence}: {current} -> {to}",
-                    replace(_calm_ended(history), last_scale_at=now))
+                    replace(_calm_ended(history), last_scale_at=now, up_rate=up_rate))
 
 
 def _down(spec: InferenceServiceSpec, obs: Observation, proposal: Proposal, now: float) -> Decision:
@@ -77,6 +116,12 @@ def _down(spec: InferenceServiceSpec, obs: Observation, proposal: Proposal, now:
         return _decided(proposal, current, DecisionReason.STABILIZING,
                         f"{evidence}; metrics returned {now - history.blind_at:.0f}s ago: no scale-down until the "
                         f"{obs.window_s:g}s rate window is whole again", _calm_ended(history))
+    if holding_for_bursts(spec, history, now):
+        return _decided(proposal, current, DecisionReason.HOLDING_FOR_BURSTS,
+                        f"{evidence}; held: the SLO was missed {now - (history.missed_at or now):.0f}s ago while "
+                        f"replicas removed before were starting again (none is removed for "
+                        f"scaleDown.burstMemorySeconds, {down.burst_memory_seconds}s, after such a miss)",
+                        _calm_ended(history))
     calm_since = history.calm_since if history.calm_since is not None else now
     peak = proposal.replicas if history.calm_peak is None else max(history.calm_peak, proposal.replicas)
     if now - calm_since < down.stabilization_seconds:
@@ -85,8 +130,10 @@ def _down(spec: InferenceServiceSpec, obs: Observation, proposal: Proposal, now:
                         f"{down.stabilization_seconds}s", replace(history, calm_since=calm_since, calm_peak=peak))
     # The most any proposal of the window asked for: one low reading at its end does not set the count.
     to = max(peak, current - max(1, current * down.max_step_percent // 100), spec.autoscaling.min_replicas)
+    fell = (obs.arrival_rate is not None and history.up_rate is not None
+            and obs.arrival_rate < history.up_rate * (1 - STEADY_BAND))
     return _decided(proposal, to, proposal.reason, f"{evidence}: {current} -> {to} after {now - calm_since:.0f}s",
-                    replace(_calm_ended(history), last_scale_at=now))
+                    replace(_calm_ended(history), last_scale_at=now, removed_at=now if fell else history.removed_at))
 
 
 def _calm_ended(history: History) -> History:

@@ -31,7 +31,7 @@ from batchpilot.api.spec import InferenceServiceSpec
 from batchpilot.control import step_rule
 from batchpilot.control.batch_stats import MIN_EXECUTIONS
 from batchpilot.control.capacity import MIN_OVERLAP, Candidate, CapacityModel, Prediction
-from batchpilot.control.limits import cooling_down, limit, paced
+from batchpilot.control.limits import STEADY_BAND, cooling_down, limit, paced
 from batchpilot.control.replica_search import At, first_meeting, first_within, lowest_latency
 from batchpilot.control.types import Decision, DecisionReason, History, Observation, Proposal, Tuning
 
@@ -43,8 +43,6 @@ TARGET_FRACTION: a count chosen going down always satisfies the test going up, s
 SUMMARY_WINDOW_S = 60.0
 """Triton's latency summaries cover about this long: no calibration against them sooner after a change of
 replicas or of load."""
-STEADY_BAND = 0.2
-"""Arrival rates within this fraction of each other count as the same load."""
 HELD_MARGIN = 0.5
 """The share of each planning margin (latency: 1 - TARGET_FRACTION of the SLO; utilization: 1 - targetUtilization)
 a running count keeps when its own measurements cover the load (held()): the margins are for a prediction's error

@@ -21,6 +21,9 @@ class DecisionReason(enum.StrEnum):
     """More replicas at once: the fresh mean latency breaches the SLO."""
     SCALE_DOWN = "ScaleDown"
     """Fewer replicas, after the stabilization window."""
+    HOLDING_FOR_BURSTS = "HoldingForBursts"
+    """Fewer replicas would do, but replicas removed recently were needed back while the SLO was missed: none is
+    removed for scaleDown.burstMemorySeconds after that miss."""
     STABILIZING = "Stabilizing"
     """Fewer replicas would do, not yet for the whole stabilization window (or within one rate window after metrics
     returned)."""
@@ -70,6 +73,8 @@ class ServiceMetrics:
     """Inferences per model execution over the window."""
     pending: float | None = None
     """Requests queued in Triton now, all pods."""
+    failure_rate: float | None = None
+    """Requests per second Triton failed over the window (a queue timeout of rejectLateRequests among them)."""
     gpu_utilization: float | None = None
     """Mean GPU utilization of the service's pods, 0..1; None without GPU metrics (CPU). Shown, not planned on."""
 
@@ -143,6 +148,14 @@ class History:
     fell_at: float | None = None
     """When the load last fell out of its steady band (planner.steady): no trial of one replica fewer for
     planner.FELL_S after."""
+    up_rate: float | None = None
+    """The arrival rate when replicas were last added."""
+    removed_at: float | None = None
+    """When replicas were last removed after the load fell (the rate STEADY_BAND under up_rate): the burst memory's
+    scale-down (limits.py)."""
+    missed_at: float | None = None
+    """The last tick at which the SLO was missed while replicas were starting within scaleDown.burstMemorySeconds of
+    a scale-down: capacity removed was needed back sooner than a pod starts (limits.py removes none for that long)."""
     blind_at: float | None = None
     """The last tick without metrics (no arrival rate): no scale-down for one rate window after it (limits.py), while
     rate() covers only part of its window and reads low."""

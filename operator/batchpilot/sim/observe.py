@@ -244,7 +244,7 @@ class Monitor:
             gpu_utilization=self._utilization(scrapes),
             queue_compute_ratio=_ratio(queue_us, compute_us),
             batch_compute=base.batch_compute, concurrency=base.concurrency, window_s=base.window_s,
-            answered_rate=answered_all)
+            answered_rate=answered_all, failure_rate=failed)
 
     def _utilization(self, scrapes: list[Scrape]) -> float | None:
         """Busy fraction of each Ready pod's GPU over the last scrape interval, mean over pods."""

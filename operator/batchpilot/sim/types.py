@@ -93,6 +93,8 @@ class View:
     """rate(nv_inference_request_success [window]) + rate(nv_inference_request_failure [window]) summed over
     pods: what a KEDA Prometheus trigger on Triton's request counters reads (answered only: under overload it
     stays at what the pods serve, or reject)."""
+    failure_rate: float | None = None
+    """rate(nv_inference_request_failure [window]) summed over pods: requests the queue timeout rejected."""
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,7 @@ def observation(view: View) -> Observation:
         arrival_rate=view.arrival_rate, queue_ms=view.queue_ms, compute_ms=view.compute_ms,
         avg_batch_size=view.avg_batch_size, pending=view.pending_requests, queue_delay_us=base.queue_delay_us,
         instance_count=base.instance_count, window_s=base.window_s, batch_compute=base.batch_compute,
-        concurrency=base.concurrency, gpu_utilization=view.gpu_utilization)
+        concurrency=base.concurrency, gpu_utilization=view.gpu_utilization, failure_rate=view.failure_rate)
 
 
 class BatchpilotPolicy:

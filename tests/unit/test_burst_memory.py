@@ -1,0 +1,153 @@
+"""The shared limiting stage's burst memory (limits.py `remembered`, `holding_for_bursts`): after replicas removed
+were needed back while the SLO was missed, none is removed for scaleDown.burstMemorySeconds. Driven through
+the reactive rule (step_rule.decide), which passes every proposal through the same stage as the planner."""
+
+from __future__ import annotations
+
+from batchpilot.api.spec import InferenceServiceSpec
+from batchpilot.control.step_rule import decide
+from batchpilot.control.types import Decision, History
+from factories import NOW, observation, service_spec
+
+STABILIZATION_S = 60
+SLO_MS = 100.0
+CALM_MS, BREACH_MS = 10.0, 150.0
+BASE_RATE, BURST_RATE = 10.0, 30.0
+
+
+def spec(memory_s: int | None = None) -> InferenceServiceSpec:
+    down: dict[str, int] = {"stabilizationSeconds": STABILIZATION_S}
+    if memory_s is not None:
+        down["burstMemorySeconds"] = memory_s
+    return service_spec(slo_ms=SLO_MS, autoscaling={"minReplicas": 1, "maxReplicas": 4, "scaleDown": down})
+
+
+def tick(spec_: InferenceServiceSpec, replicas: int, latency: float, history: History, at: float,
+         ready: int | None = None, rate: float = BASE_RATE) -> Decision:
+    return decide(spec_, observation(replicas, rate, ready=ready, latency_ms=latency), history, at)
+
+
+def after_a_burst(spec_: InferenceServiceSpec) -> History:
+    """2 replicas breach under a burst -> 3 (the rate of that scale-up is remembered), then the load falls back."""
+    up = tick(spec_, 2, BREACH_MS, History(), NOW - 300, rate=BURST_RATE)
+    assert (up.replicas, up.history.up_rate) == (3, BURST_RATE), up.message
+    return up.history
+
+
+def burst_after_a_scale_down(spec_: InferenceServiceSpec) -> tuple[Decision, float]:
+    """After a burst, 3 replicas calm at the base load -> 2 after the stabilization window; the next burst breaches
+    the SLO -> 3, and the SLO is still missed while the third starts. Returns the decision at that miss and its
+    time."""
+    calm = tick(spec_, 3, CALM_MS, after_a_burst(spec_), NOW)
+    down = tick(spec_, 3, CALM_MS, calm.history, NOW + STABILIZATION_S)
+    assert (down.replicas, down.reason) == (2, "ScaleDown"), down.message
+    assert down.history.removed_at == NOW + STABILIZATION_S
+    at = NOW + STABILIZATION_S + 120
+    up = tick(spec_, 2, BREACH_MS, down.history, at, rate=BURST_RATE)
+    assert up.replicas == 3, up.message
+    starting = tick(spec_, 3, BREACH_MS, up.history, at + 15, ready=2, rate=BURST_RATE)
+    assert starting.replicas == 3, starting.message
+    return starting, at + 15
+
+
+def test_replicas_needed_back_while_the_slo_was_missed_are_held_for_the_memory() -> None:
+    spec_ = spec()
+    missed, at = burst_after_a_scale_down(spec_)
+    assert missed.history.missed_at == at
+    # The burst is over: calm for far longer than the stabilization window, and nothing is removed.
+    held = missed
+    for t in range(30, 1800, 30):
+        held = tick(spec_, 3, CALM_MS, held.history, at + t)
+        assert (held.replicas, held.reason) == (3, "HoldingForBursts"), held.message
+    assert "scaleDown.burstMemorySeconds, 1800s" in held.message and held.history.calm_since is None
+    # A whole memory without a miss: the stabilization window starts, then the scale-down.
+    free = tick(spec_, 3, CALM_MS, held.history, at + 1800)
+    assert (free.replicas, free.reason) == (3, "Stabilizing"), free.message
+    down = tick(spec_, 3, CALM_MS, free.history, at + 1800 + STABILIZATION_S)
+    assert (down.replicas, down.reason) == (2, "ScaleDown"), down.message
+
+
+def test_a_load_that_falls_and_stays_down_scales_down_as_before() -> None:
+    """No miss after the scale-down: the next one follows its own stabilization window."""
+    spec_, history, at, replicas = spec(), after_a_burst(spec()), NOW, 4
+    while replicas > 1:
+        first = tick(spec_, replicas, CALM_MS, history, at)
+        done = tick(spec_, replicas, CALM_MS, first.history, at + STABILIZATION_S)
+        assert (done.replicas, done.reason) == (replicas - 1, "ScaleDown"), done.message
+        history, at, replicas = done.history, at + STABILIZATION_S + 15, done.replicas
+    assert history.missed_at is None
+
+
+def test_a_miss_without_a_scale_down_before_it_holds_nothing() -> None:
+    """The first burst (nothing was removed before it) says nothing about gaps between bursts."""
+    spec_ = spec()
+    up = tick(spec_, 2, BREACH_MS, History(), NOW, rate=BURST_RATE)
+    starting = tick(spec_, 3, BREACH_MS, up.history, NOW + 15, ready=2, rate=BURST_RATE)
+    assert starting.history.missed_at is None
+    calm = tick(spec_, 3, CALM_MS, starting.history, NOW + 60)
+    down = tick(spec_, 3, CALM_MS, calm.history, NOW + 60 + STABILIZATION_S)
+    assert (down.replicas, down.reason) == (2, "ScaleDown"), down.message
+
+
+def test_a_miss_older_than_the_memory_after_its_scale_down_holds_nothing() -> None:
+    spec_ = spec(memory_s=300)
+    calm = tick(spec_, 3, CALM_MS, after_a_burst(spec_), NOW)
+    down = tick(spec_, 3, CALM_MS, calm.history, NOW + STABILIZATION_S)
+    late = NOW + STABILIZATION_S + 300
+    up = tick(spec_, 2, BREACH_MS, down.history, late, rate=BURST_RATE)
+    starting = tick(spec_, 3, BREACH_MS, up.history, late + 15, ready=2, rate=BURST_RATE)
+    assert starting.history.missed_at is None
+
+
+def test_zero_memory_never_holds() -> None:
+    spec_ = spec(memory_s=0)
+    missed, at = burst_after_a_scale_down(spec_)
+    assert missed.history.missed_at is None
+    calm = tick(spec_, 3, CALM_MS, missed.history, at + 30)
+    down = tick(spec_, 3, CALM_MS, calm.history, at + 30 + STABILIZATION_S)
+    assert (down.replicas, down.reason) == (2, "ScaleDown"), down.message
+
+
+def test_a_later_miss_restarts_the_memory_and_a_higher_count_is_held_too() -> None:
+    """The next burst needs more: the scale-up goes ahead through the hold, its miss restarts the memory, and the
+    higher count is then held from that miss."""
+    spec_ = spec()
+    missed, at = burst_after_a_scale_down(spec_)
+    held = tick(spec_, 3, CALM_MS, missed.history, at + 1500)
+    assert held.reason == "HoldingForBursts", held.message
+    up = tick(spec_, 3, BREACH_MS, held.history, at + 1515, rate=BURST_RATE)
+    assert (up.replicas, up.reason) == (4, "ScaleUp"), up.message
+    again = tick(spec_, 4, BREACH_MS, up.history, at + 1530, ready=3, rate=BURST_RATE)
+    assert again.history.missed_at == at + 1530
+    later = tick(spec_, 4, CALM_MS, again.history, at + 1530 + 1799)
+    assert (later.replicas, later.reason) == (4, "HoldingForBursts"), later.message
+
+
+def test_requests_failing_beyond_the_percentile_are_a_miss_and_fewer_are_not() -> None:
+    """With rejectLateRequests the latency of what is served stays under the SLO while late requests fail: more
+    than 5% of arrivals failing (p95) is a miss; 1% is within what the percentile leaves out."""
+    spec_ = spec()
+    calm = tick(spec_, 3, CALM_MS, after_a_burst(spec_), NOW)
+    down = tick(spec_, 3, CALM_MS, calm.history, NOW + STABILIZATION_S)
+    at = NOW + STABILIZATION_S + 60
+
+    def starting(failure_rate: float) -> Decision:
+        obs = observation(3, 100.0, ready=2, latency_ms=CALM_MS, failure_rate=failure_rate)
+        return decide(spec_, obs, down.history, at)
+
+    assert starting(failure_rate=6.0).history.missed_at == at
+    assert starting(failure_rate=1.0).history.missed_at is None
+    assert starting(failure_rate=5.0).history.missed_at is None  # exactly the 5% the percentile allows
+
+
+def test_replicas_removed_at_an_unchanged_load_are_not_remembered() -> None:
+    """Replicas a backlog asked for, removed once it drained at the load of the scale-up, were not the load's: a
+    spike after them is no burst coming back, and nothing is held (a ramp's backlog, then a 20 s spike)."""
+    spec_ = spec()
+    up = tick(spec_, 2, BREACH_MS, History(), NOW - 300, rate=BASE_RATE)
+    calm = tick(spec_, 3, CALM_MS, up.history, NOW)
+    down = tick(spec_, 3, CALM_MS, calm.history, NOW + STABILIZATION_S)
+    assert (down.replicas, down.history.removed_at) == (2, None), down.message
+    spike = tick(spec_, 2, BREACH_MS, down.history, NOW + 600, rate=BURST_RATE)
+    starting = tick(spec_, 3, BREACH_MS, spike.history, NOW + 615, ready=2, rate=BURST_RATE)
+    assert starting.history.missed_at is None
