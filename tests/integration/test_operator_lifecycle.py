@@ -137,10 +137,9 @@ def test_a_service_deleted_mid_tick_is_gone_once_the_tick_ends(sandbox: Sandbox)
             connected.clear()
             wait_for("the next tick's query", connected.is_set, 60, lambda: operator_log(sandbox))
             started = time.monotonic()
+            # kubectl fails past 30 s: half kopf's default 60 s re-check, and far above a tick's 5 s query
             sandbox.kubectl("delete", "inferenceservice", "-n", sample.namespace, sample.name, "--wait=true",
                             "--timeout=30s")
-            took = time.monotonic() - started
-            print(f"deleted {took:.1f} s after a tick began its query")
-            assert took < 30, operator_log(sandbox)
+            print(f"deleted {time.monotonic() - started:.1f} s after a tick began its query")
         finally:
             sandbox.kubectl("delete", "namespace", sample.namespace, "--wait=false", check=False)

@@ -132,7 +132,8 @@ class InferenceServiceStatus(ApiModel):
     """When the loop last removed replicas after the load fell (RFC 3339): with lastBurstMissTime, the burst memory a
     restarted operator resumes (spec.autoscaling.scaleDown.burstMemorySeconds)."""
     last_burst_miss_time: str | None = None
-    """When the SLO was last missed while replicas were starting within scaleDown.burstMemorySeconds of a scale-down
-    (RFC 3339): no replica is removed for that long after it (decision reason HoldingForBursts)."""
+    """When the SLO was last missed while replicas were starting within scaleDown.burstMemorySeconds of the scale-down
+    at lastScaleDownTime (RFC 3339): no replica is removed for that long after it (decision reason
+    HoldingForBursts)."""
     conditions: list[Condition] | None = None
     """Ready, MetricsAvailable, Autoscaling, SLOMet, Stalled, Reconciling."""

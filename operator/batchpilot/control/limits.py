@@ -8,9 +8,9 @@ Both policies (planner.py, step_rule.py) return a `Proposal`; `limit()` applies 
    within the cooldown, which paces planned scale-ups only; then at most scaleUp.maxStep at once;
 3. going down: never within one rate window after a tick without metrics (Stabilizing: rate() reads low until
    its window is whole again); never within scaleDown.burstMemorySeconds after the SLO was missed while replicas
-   removed less than that long before were starting again (HoldingForBursts: the load came back faster than a
-   pod starts); and only once fewer replicas have been
-   proposed for scaleDown.stabilizationSeconds without a break (Stabilizing), then to the most any of those
+   were starting less than that long after a scale-down that followed the load down (HoldingForBursts: the load
+   came back faster than a pod starts); and only once fewer replicas have been proposed for
+   scaleDown.stabilizationSeconds without a break (Stabilizing), then to the most any of those
    proposals asked for, at most scaleDown.maxStepPercent at once;
 4. any other outcome ends a calm stretch.
 `paced()` is the last stage: at most one change of the pods' batching per RETUNE_INTERVAL_S.
@@ -119,7 +119,7 @@ def _down(spec: InferenceServiceSpec, obs: Observation, proposal: Proposal, now:
     if holding_for_bursts(spec, history, now):
         return _decided(proposal, current, DecisionReason.HOLDING_FOR_BURSTS,
                         f"{evidence}; held: the SLO was missed {now - (history.missed_at or now):.0f}s ago while "
-                        f"replicas removed before were starting again (none is removed for "
+                        f"replicas removed as the load fell were starting again (none is removed for "
                         f"scaleDown.burstMemorySeconds, {down.burst_memory_seconds}s, after such a miss)",
                         _calm_ended(history))
     calm_since = history.calm_since if history.calm_since is not None else now

@@ -22,8 +22,8 @@ class DecisionReason(enum.StrEnum):
     SCALE_DOWN = "ScaleDown"
     """Fewer replicas, after the stabilization window."""
     HOLDING_FOR_BURSTS = "HoldingForBursts"
-    """Fewer replicas would do, but replicas removed recently were needed back while the SLO was missed: none is
-    removed for scaleDown.burstMemorySeconds after that miss."""
+    """Fewer replicas would do, but replicas removed as the load fell were needed back while the SLO was missed: none
+    is removed for scaleDown.burstMemorySeconds after that miss."""
     STABILIZING = "Stabilizing"
     """Fewer replicas would do, not yet for the whole stabilization window (or within one rate window after metrics
     returned)."""
@@ -155,7 +155,7 @@ class History:
     scale-down (limits.py)."""
     missed_at: float | None = None
     """The last tick at which the SLO was missed while replicas were starting within scaleDown.burstMemorySeconds of
-    a scale-down: capacity removed was needed back sooner than a pod starts (limits.py removes none for that long)."""
+    the scale-down at removed_at: capacity removed was needed back sooner than a pod starts (limits.py removes none for that long)."""
     blind_at: float | None = None
     """The last tick without metrics (no arrival rate): no scale-down for one rate window after it (limits.py), while
     rate() covers only part of its window and reads low."""
