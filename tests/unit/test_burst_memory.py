@@ -4,10 +4,14 @@ the reactive rule (step_rule.decide), which passes every proposal through the sa
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from batchpilot.api.spec import InferenceServiceSpec
+from batchpilot.control.limits import limit
+from batchpilot.control.planner import decide as planner_decide
 from batchpilot.control.step_rule import decide
-from batchpilot.control.types import Decision, History
-from factories import NOW, observation, service_spec
+from batchpilot.control.types import Decision, DecisionReason, History, Proposal
+from factories import NOW, observation, profile, service_spec
 
 STABILIZATION_S = 60
 SLO_MS = 100.0
@@ -151,3 +155,75 @@ def test_replicas_removed_at_an_unchanged_load_are_not_remembered() -> None:
     spike = tick(spec_, 2, BREACH_MS, down.history, NOW + 600, rate=BURST_RATE)
     starting = tick(spec_, 3, BREACH_MS, spike.history, NOW + 615, ready=2, rate=BURST_RATE)
     assert starting.history.missed_at is None
+
+
+def test_the_bursts_highest_rate_is_remembered_while_holding_and_forgotten_after() -> None:
+    spec_ = spec()
+    missed, at = burst_after_a_scale_down(spec_)
+    assert missed.history.burst_rate == BURST_RATE
+    calm = tick(spec_, 3, CALM_MS, missed.history, at + 30)
+    assert calm.history.burst_rate == BURST_RATE  # the highest, not the rate now
+    higher = tick(spec_, 3, CALM_MS, calm.history, at + 60, rate=BURST_RATE * 2)
+    assert higher.history.burst_rate == BURST_RATE * 2
+    free = tick(spec_, 3, CALM_MS, higher.history, at + 1800)
+    assert free.history.burst_rate is None
+
+
+def holding_proposal(replicas: int, burst_replicas: int | None) -> Proposal:
+    history = History(up_rate=BURST_RATE, removed_at=NOW - 600, missed_at=NOW - 300, burst_rate=BURST_RATE)
+    return Proposal(replicas, DecisionReason.SCALE_DOWN, "calm", "calm", history, burst_replicas=burst_replicas)
+
+
+def test_the_hold_goes_down_to_the_count_the_bursts_rate_needs_and_no_lower() -> None:
+    """A policy that knows the count for the bursts' highest rate (the planner: Proposal.burst_replicas) holds that
+    many, not the count their backlog asked for on top; one that does not (None) holds the running count."""
+    spec_, calm = spec(), observation(4, BASE_RATE, latency_ms=CALM_MS)
+    first = limit(spec_, calm, holding_proposal(1, burst_replicas=3), NOW)
+    assert (first.replicas, first.reason) == (4, "Stabilizing"), first.message
+    down = limit(spec_, calm, replace(holding_proposal(1, burst_replicas=3), history=first.history),
+                 NOW + STABILIZATION_S)
+    assert (down.replicas, down.reason) == (3, "ScaleDown"), down.message
+    assert "no fewer than 3, the count for the bursts' 30.0 req/s" in down.message
+    for enough in (4, 5, None):
+        held = limit(spec_, calm, holding_proposal(1, burst_replicas=enough), NOW)
+        assert (held.replicas, held.reason) == (4, "HoldingForBursts"), held.message
+    # A proposal above the floor is the proposal: the floor only stops the way down.
+    above = limit(spec_, calm, replace(holding_proposal(3, burst_replicas=2), history=first.history),
+                  NOW + STABILIZATION_S)
+    assert above.replicas == 3, above.message
+
+
+def planner_spec() -> InferenceServiceSpec:
+    return service_spec(model={"maxBatchSize": 4, "profile": profile()}, slo_ms=150, autoscaling={
+        "minReplicas": 1, "maxReplicas": 8, "scaleDown": {"stabilizationSeconds": STABILIZATION_S}})
+
+
+def test_the_planner_holds_what_it_plans_for_the_bursts_rate_once_every_replica_is_ready() -> None:
+    """The planner's floor is its own plan at the bursts' highest rate on the way down (300 req/s: 5 of the
+    profile's pods, where 60 req/s needs 1); while replicas are still starting the running count is held whole
+    (the Deployment would remove the starting ones, and with them the next burst's chances of a pod that starts
+    soon)."""
+    spec_ = planner_spec()
+    history = History(up_rate=300.0, removed_at=NOW - 600, missed_at=NOW - 300, burst_rate=300.0)
+    calm = observation(7, 60.0, latency_ms=50.0, queue_ms=1.0)
+    first = planner_decide(spec_, calm, history, NOW)
+    assert (first.replicas, first.reason) == (7, "Stabilizing"), first.message
+    down = planner_decide(spec_, calm, first.history, NOW + STABILIZATION_S)
+    assert (down.replicas, down.reason) == (5, "ScaleDown"), down.message
+    starting = observation(7, 60.0, ready=6, latency_ms=50.0, queue_ms=1.0)
+    for at in (NOW, NOW + STABILIZATION_S):
+        held = planner_decide(spec_, starting, history, at)
+        assert (held.replicas, held.reason) == (7, "HoldingForBursts"), held.message
+
+
+def test_a_hold_resumed_after_a_restart_keeps_the_running_count_until_the_next_miss() -> None:
+    """status keeps when the SLO was missed, not the bursts' rate: a resumed hold keeps what runs rather than plan
+    for the low rate now."""
+    spec_ = planner_spec()
+    resumed = History(removed_at=NOW - 600, missed_at=NOW - 300)
+    calm = observation(7, 60.0, latency_ms=50.0, queue_ms=1.0)
+    for at in (NOW, NOW + STABILIZATION_S, NOW + 2 * STABILIZATION_S):
+        held = planner_decide(spec_, calm, resumed, at)
+        assert (held.replicas, held.reason) == (7, "HoldingForBursts"), held.message
+        assert held.history.burst_rate is None
+        resumed = held.history

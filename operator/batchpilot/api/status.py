@@ -133,7 +133,7 @@ class InferenceServiceStatus(ApiModel):
     restarted operator resumes (spec.autoscaling.scaleDown.burstMemorySeconds)."""
     last_burst_miss_time: str | None = None
     """When the SLO was last missed while replicas were starting within scaleDown.burstMemorySeconds of the scale-down
-    at lastScaleDownTime (RFC 3339): no replica is removed for that long after it (decision reason
-    HoldingForBursts)."""
+    at lastScaleDownTime (RFC 3339): for that long after it no replica is removed below what the bursts' highest rate
+    needs (decision reason HoldingForBursts)."""
     conditions: list[Condition] | None = None
     """Ready, MetricsAvailable, Autoscaling, SLOMet, Stalled, Reconciling."""

@@ -7,10 +7,11 @@ Both policies (planner.py, step_rule.py) return a `Proposal`; `limit()` applies 
    (ScaleUpCooldown). One rule for both policies: an SLO breach (and the metrics-outage fallback) goes ahead
    within the cooldown, which paces planned scale-ups only; then at most scaleUp.maxStep at once;
 3. going down: never within one rate window after a tick without metrics (Stabilizing: rate() reads low until
-   its window is whole again); never within scaleDown.burstMemorySeconds after the SLO was missed while replicas
+   its window is whole again); within scaleDown.burstMemorySeconds after the SLO was missed while replicas
    were starting less than that long after a scale-down that followed the load down (HoldingForBursts: the load
-   came back faster than a pod starts); and only once fewer replicas have been proposed for
-   scaleDown.stabilizationSeconds without a break (Stabilizing), then to the most any of those
+   came back faster than a pod starts), never below the count the policy plans for the bursts' highest arrival
+   rate (Proposal.burst_replicas; the running count when it has none); and only once fewer replicas have been
+   proposed for scaleDown.stabilizationSeconds without a break (Stabilizing), then to the most any of those
    proposals asked for, at most scaleDown.maxStepPercent at once;
 4. any other outcome ends a calm stretch.
 `paced()` is the last stage: at most one change of the pods' batching per RETUNE_INTERVAL_S.
@@ -66,7 +67,13 @@ def remembered(spec: InferenceServiceSpec, obs: Observation, history: History, n
     memory = spec.autoscaling.scale_down.burst_memory_seconds
     missed = (memory > 0 and history.removed_at is not None and now - history.removed_at < memory
               and obs.ready_replicas < obs.replicas and missing_slo(spec, obs))
-    return replace(history, missed_at=now) if missed else history
+    history = replace(history, missed_at=now) if missed else history
+    if not holding_for_bursts(spec, history, now):
+        return replace(history, burst_rate=None)
+    if not missed and history.burst_rate is None:
+        return history  # a hold resumed from status after a restart: the bursts' rate is unknown until the next miss
+    rate = obs.arrival_rate if obs.arrival_rate is not None else 0.0
+    return replace(history, burst_rate=max(history.burst_rate or 0.0, rate))
 
 
 def missing_slo(spec: InferenceServiceSpec, obs: Observation) -> bool:
@@ -117,11 +124,18 @@ def _down(spec: InferenceServiceSpec, obs: Observation, proposal: Proposal, now:
                         f"{evidence}; metrics returned {now - history.blind_at:.0f}s ago: no scale-down until the "
                         f"{obs.window_s:g}s rate window is whole again", _calm_ended(history))
     if holding_for_bursts(spec, history, now):
-        return _decided(proposal, current, DecisionReason.HOLDING_FOR_BURSTS,
-                        f"{evidence}; held: the SLO was missed {now - (history.missed_at or now):.0f}s ago while "
-                        f"replicas removed as the load fell were starting again (none is removed for "
-                        f"scaleDown.burstMemorySeconds, {down.burst_memory_seconds}s, after such a miss)",
-                        _calm_ended(history))
+        floor = current if proposal.burst_replicas is None else proposal.burst_replicas
+        held = (f"the SLO was missed {now - (history.missed_at or now):.0f}s ago while replicas removed as the load "
+                f"fell were starting again (scaleDown.burstMemorySeconds, {down.burst_memory_seconds}s, after such "
+                f"a miss)")
+        if floor >= current:
+            return _decided(proposal, current, DecisionReason.HOLDING_FOR_BURSTS,
+                            f"{evidence}; held: {held}", _calm_ended(history))
+        if proposal.replicas < floor:
+            proposal = replace(proposal, replicas=floor, evidence=(
+                f"{evidence}; no fewer than {floor}, the count for the bursts' {history.burst_rate or 0.0:.1f} "
+                f"req/s: {held}"))
+            evidence = proposal.evidence
     calm_since = history.calm_since if history.calm_since is not None else now
     peak = proposal.replicas if history.calm_peak is None else max(history.calm_peak, proposal.replicas)
     if now - calm_since < down.stabilization_seconds:

@@ -31,7 +31,7 @@ from batchpilot.api.spec import InferenceServiceSpec
 from batchpilot.control import step_rule
 from batchpilot.control.batch_stats import MIN_EXECUTIONS
 from batchpilot.control.capacity import MIN_OVERLAP, Candidate, CapacityModel, Prediction
-from batchpilot.control.limits import STEADY_BAND, cooling_down, limit, paced
+from batchpilot.control.limits import STEADY_BAND, cooling_down, holding_for_bursts, limit, paced
 from batchpilot.control.replica_search import At, first_meeting, first_within, lowest_latency
 from batchpilot.control.types import Decision, DecisionReason, History, Observation, Proposal, Tuning
 
@@ -416,7 +416,24 @@ def _planned(spec: InferenceServiceSpec, obs: Observation, history: History, now
             model.known or obs.avg_batch_size):
         # Paused, blind, or nothing learned yet: the reactive rule's holds and bounds apply.
         return step_rule.decide(spec, obs, replace(history, model=model), now)
-    return limit(spec, obs, _propose(spec, obs, history, model, now), now)
+    return limit(spec, obs, _burst_floor(spec, obs, _propose(spec, obs, history, model, now), now), now)
+
+
+def _burst_floor(spec: InferenceServiceSpec, obs: Observation, proposal: Proposal, now: float) -> Proposal:
+    """The proposal with, while the burst memory holds, the count planned for the held bursts' highest rate: the
+    hold keeps what the bursts' load needs, not what their backlog asked for on top (an MMPP burst's queue drained
+    over BACKLOG_DRAIN_S asked for 16 pods where its rate needs 13)."""
+    history = proposal.history
+    if history.burst_rate is None or not holding_for_bursts(spec, history, now) or \
+            obs.ready_replicas < obs.replicas:
+        # While replicas are starting the running count is held whole: removing the starting ones first (as the
+        # Deployment does) leaves the next burst fewer chances of a pod that starts soon. So is it after a restart
+        # (the bursts' rate is not in status) until the next miss.
+        return proposal
+    peak = max(history.burst_rate, obs.arrival_rate or 0.0)
+    kept = plan(spec, history.model, peak, spec.slo.latency_ms * SCALE_DOWN_FRACTION,
+                spec.autoscaling.target_utilization)
+    return replace(proposal, burst_replicas=kept.replicas)
 
 
 @dataclass(frozen=True)

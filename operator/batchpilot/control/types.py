@@ -22,8 +22,9 @@ class DecisionReason(enum.StrEnum):
     SCALE_DOWN = "ScaleDown"
     """Fewer replicas, after the stabilization window."""
     HOLDING_FOR_BURSTS = "HoldingForBursts"
-    """Fewer replicas would do, but replicas removed as the load fell were needed back while the SLO was missed: none
-    is removed for scaleDown.burstMemorySeconds after that miss."""
+    """Fewer replicas would do, but replicas removed as the load fell were needed back while the SLO was missed: for
+    scaleDown.burstMemorySeconds after that miss none is removed below what the bursts' highest arrival rate needs
+    (none at all while replicas are starting)."""
     STABILIZING = "Stabilizing"
     """Fewer replicas would do, not yet for the whole stabilization window (or within one rate window after metrics
     returned)."""
@@ -155,7 +156,13 @@ class History:
     scale-down (limits.py)."""
     missed_at: float | None = None
     """The last tick at which the SLO was missed while replicas were starting within scaleDown.burstMemorySeconds of
-    the scale-down at removed_at: capacity removed was needed back sooner than a pod starts (limits.py removes none for that long)."""
+    the scale-down at removed_at: capacity removed was needed back sooner than a pod starts (limits.py removes none
+    below what the bursts' highest rate, burst_rate, needs for that long)."""
+    burst_rate: float | None = None
+    """The highest arrival rate since the burst memory began holding (the SLO missed at missed_at): while it holds,
+    replicas go down to what the policy plans for this rate (Proposal.burst_replicas), not below. None when not
+    holding, and in a hold resumed from status after a restart (not saved there) until the next miss: the running
+    count is held then."""
     blind_at: float | None = None
     """The last tick without metrics (no arrival rate): no scale-down for one rate window after it (limits.py), while
     rate() covers only part of its window and reads low."""
@@ -213,3 +220,6 @@ class Proposal:
     predicted_latency_ms: float | None = None
     batching: Tuning | None = None
     """What Decision.batching will be (None: leave batching as it is)."""
+    burst_replicas: int | None = None
+    """The count this policy plans for the bursts the burst memory holds for (History.burst_rate, or the rate now if
+    higher): while holding, replicas go down to it and no lower. None: the running count is held."""
