@@ -86,6 +86,8 @@ class RunSpec:
     reject_late: bool = False
     """Every policy's Triton rejects requests that can no longer meet the SLO (spec.batching.rejectLateRequests
     for Batchpilot, the same queue timeout in the peers' static batching)."""
+    max_instances: int | None = None
+    """Batchpilot's spec.batching.maxInstanceCount (None: unset, one instance per pod like the peers)."""
 
 
 def sized(service: str) -> tuple[ComputeCurve, Any, float]:
@@ -111,11 +113,12 @@ def trace_for(spec: RunSpec) -> Trace:
 
 
 def policy_for(spec: RunSpec, trace: Trace) -> Policy:
-    return make_policy(SERVICES[spec.service], spec.family, spec.setting, trace, spec.cold_start, spec.reject_late)
+    return make_policy(SERVICES[spec.service], spec.family, spec.setting, trace, spec.cold_start, spec.reject_late,
+                       spec.max_instances)
 
 
 def make_policy(s: Service, family: str, setting: float | None, trace: Trace, cold_start: str,
-                reject_late: bool = False) -> Policy:
+                reject_late: bool = False, max_instances: int | None = None) -> Policy:
     """A fresh policy of `family` ("batchpilot" or a peer) at `setting` (None: its default) for one run."""
     curve, batching, capacity = sizing(s)
     first_minute = float(np.sum(trace.arrivals < 60.0)) / 60.0
@@ -124,7 +127,8 @@ def make_policy(s: Service, family: str, setting: float | None, trace: Trace, co
     if family == "batchpilot" and setting is not None:
         extra["autoscaling"] = {"targetUtilization": setting}
     bp = service_spec(curve, s.slo_ms, s.percentile, s.max_batch_size, 1, s.max_replicas,
-                      max_queue_delay_us=max(batching.max_queue_delay_us, 10_000), extra=extra)
+                      max_queue_delay_us=max(batching.max_queue_delay_us, 10_000), max_instance_count=max_instances,
+                      extra=extra)
     if family == "batchpilot":
         label = "default" if setting is None else f"swept targetUtilization {setting:g}"
         return BatchpilotPolicy(bp, initial, setting=label)
@@ -210,8 +214,8 @@ def plan(args: argparse.Namespace) -> tuple[list[RunSpec], list[tuple[str, str, 
                 if not sweep or not args.sweep:
                     continue
                 groups.append((service, trace, family))
-                sweeps += [RunSpec(service, trace, 0, family, v, args.cold_start, args.duration_s, args.reject_late)
-                           for v in sweep]
+                sweeps += [RunSpec(service, trace, 0, family, v, args.cold_start, args.duration_s, args.reject_late,
+                                   args.max_instances) for v in sweep]
     return sweeps, groups
 
 
@@ -223,7 +227,7 @@ def final_specs(args: argparse.Namespace, best: dict[tuple[str, str, str], float
                 def spec(family: str, setting: float | None, seed: int = seed, trace: str = trace,
                          service: str = service) -> RunSpec:
                     return RunSpec(service, trace, seed, family, setting, args.cold_start, args.duration_s,
-                                   args.reject_late)
+                                   args.reject_late, args.max_instances)
                 for family in args.families:
                     specs.append(spec(family, None))
                     chosen = best.get((service, trace, family))
@@ -250,6 +254,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--reject-late", action="store_true",
                    help="every policy's Triton rejects requests that can no longer meet the SLO (Batchpilot's "
                         "spec.batching.rejectLateRequests; the peers get the same queue timeout)")
+    p.add_argument("--max-instances", type=int, default=None, metavar="N",
+                   help="Batchpilot's spec.batching.maxInstanceCount: auto batching may run up to N model instances "
+                        "per pod (the simulator slows batches in flight together by the profile's measured "
+                        "contention); the peers keep one")
     p.add_argument("--quick", action="store_true",
                    help="smoke test: step trace, resnet50, 1 seed, 30 minutes (the step at 20), defaults only (no sweep)")
     args = p.parse_args(argv)
@@ -258,6 +266,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.duration_s = args.duration_s or 1800.0
     if args.seeds < 1:
         p.error(f"--seeds must be >= 1, got {args.seeds}")
+    if args.max_instances is not None and not 1 <= args.max_instances <= 16:
+        p.error(f"--max-instances must be 1..16 (spec.batching.maxInstanceCount), got {args.max_instances}")
     return args
 
 

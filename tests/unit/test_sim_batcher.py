@@ -360,3 +360,22 @@ def test_more_load_never_finishes_a_request_earlier_without_batching(
         if not extra_flag:
             assert crowded_times[pos] >= alone_times[i] - 1e-12
     assert crowded.busy_s >= alone.busy_s - 1e-12
+
+
+def test_the_curves_contention_applies_per_batch_size() -> None:
+    """contention None: each batch in flight with others is slowed by its own size's measured coefficient. Two
+    instances, two batches of 1 at once (c 0.25): 10 ms * 1.25 each; two batches of 16 at once (c 0.75): 40 ms *
+    1.75 each."""
+    curve = replace(CURVE, contention=((1, 0.25), (16, 0.75)))
+    small = ReplicaBatcher(curve, Batching(1, 0, (), 2), np.random.default_rng(0), noise_cv=0.0, contention=None)
+    feed(small, [0, 0])
+    assert completions(small, 1.0) == pytest.approx([0.0125, 0.0125], abs=1e-12)
+    large = ReplicaBatcher(curve, Batching(16, 0, (), 2), np.random.default_rng(0), noise_cv=0.0, contention=None)
+    feed(large, [0.0] * 16)  # one batch of 16 alone: no contention
+    assert completions(large, 1.0) == pytest.approx([0.040] * 16, abs=1e-12)
+    feed(large, [1.0] * 32, first_id=16)  # 32 at once: two batches of 16 side by side
+    assert completions(large, 2.0) == pytest.approx([1.070] * 32, abs=1e-12)
+    # A coefficient given for every size overrides the curve's.
+    flat = ReplicaBatcher(curve, Batching(1, 0, (), 2), np.random.default_rng(0), noise_cv=0.0, contention=1.0)
+    feed(flat, [0, 0])
+    assert completions(flat, 1.0) == pytest.approx([0.020, 0.020], abs=1e-12)

@@ -146,3 +146,51 @@ def test_the_h200_kernel_curve_is_the_measured_one() -> None:
     curve = load_curve("h200-resnet50-fp16-kernels")
     assert curve.ms(1) == pytest.approx(0.902) and curve.ms(32) == pytest.approx(3.598)
     assert curve.ms(256) == pytest.approx(23.663)
+
+
+CONTENDED = ComputeCurve("c", ((1, 10.0), (32, 40.0)), contention=((1, 0.2), (8, 0.6), (32, 0.9)))
+
+
+@pytest.mark.parametrize(
+    ("batch_size", "want"),
+    [
+        pytest.param(1, 0.2, id="at-first-size"),
+        pytest.param(4, 0.2 + 0.4 * 3 / 7, id="between-sizes"),
+        pytest.param(8, 0.6, id="at-a-size"),
+        pytest.param(64, 0.9, id="past-the-last-size-keeps-it"),
+    ],
+)
+def test_contention_interpolates_between_measured_sizes(batch_size: int, want: float) -> None:
+    assert CONTENDED.contention_at(batch_size) == pytest.approx(want)
+    assert CONTENDED.scaled(10.0).contention_at(batch_size) == pytest.approx(want)  # a ratio: the same at any speed
+
+
+def test_a_curve_without_contention_takes_the_default() -> None:
+    assert CURVE.contention_at(4) == 1.0 and CURVE.contention_at(4, default=0.5) == 0.5
+
+
+@pytest.mark.parametrize(
+    "contention",
+    [((1, -0.1),), ((4, 0.5), (2, 0.5)), ((0, 0.5),)],
+    ids=["negative", "unsorted", "size-zero"],
+)
+def test_invalid_contention_is_refused(contention: tuple[tuple[int, float], ...]) -> None:
+    with pytest.raises(ValueError, match="contention"):
+        ComputeCurve("bad", ((1, 1.0),), contention=contention)
+
+
+def test_malformed_contention_in_a_profile_names_it(tmp_path: Path) -> None:
+    path = tmp_path / "broken.json"
+    path.write_text('{"points": [{"batch_size": 1, "latency_ms": 1}], "contention": [{"batch_size": 1}]}')
+    with pytest.raises(ValueError, match="broken.json.*malformed.*coefficient"):
+        load_curve(str(path))
+
+
+def test_the_h200_curves_carry_the_measured_contention_and_the_h100_ones_none() -> None:
+    """bench/measurements/h200-2026-12-04.json: ResNet-50's instances slow each other little at a batch of 1 (k=2:
+    0.287, k=4: 0.239) and nearly take turns at 32 (0.845, 0.880); the fit weighs k=4 9x."""
+    resnet = load_curve("h200-resnet50-fp16-kernels", 10.0)
+    assert resnet.contention_at(1) == pytest.approx((0.287 + 9 * 0.239) / 10, abs=1e-3)
+    assert resnet.contention_at(32) == pytest.approx((0.845 + 9 * 0.880) / 10, abs=1e-3)
+    assert load_curve("h200-bert-base-seq128-fp16-kernels").contention_at(1) < 0.35
+    assert load_curve("h100-resnet50-fp16").contention == ()

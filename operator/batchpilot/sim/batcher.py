@@ -19,8 +19,10 @@ an error and counts them in nv_inference_request_failure.
 Simplifications: requests have batch size 1, one queue timeout for all (no per-request override), no
 priorities or shape constraints; a request that expires while the batcher waits for the delay is still run; a batch is formed
 only when an instance is free (Triton's rate limiter may hold one payload ready ahead); a batch's duration is
-`curve.ms(b) * (1 + contention * (n - 1)) * noise`, n the batches in flight once it starts (batches starting at
-the same instant see each other), fixed at its start: later starts do not slow it down.
+`curve.ms(b) * (1 + c(b) * (n - 1)) * noise`, n the batches in flight once it starts (batches starting at
+the same instant see each other), fixed at its start: later starts do not slow it down; c(b) is the curve's
+measured contention at that batch size (ComputeCurve.contention: instances slow each other less at small batches)
+unless one coefficient is given for every size.
 
 Cost: Python works per batch, never per request; the queue is numpy arrays with a head index whose spare tail
 is +inf, so `searchsorted(t)` counts the requests arrived by t.
@@ -147,11 +149,13 @@ class ReplicaBatcher:
         rng: np.random.Generator,
         *,
         noise_cv: float = 0.03,
-        contention: float = 1.0,
+        contention: float | None = 1.0,
         start_s: float = 0.0,
         log_batches: bool = False,
     ) -> None:
-        if noise_cv < 0 or contention < 0:
+        """contention: one coefficient for every batch size; None: the curve's measured one per batch size (1
+        where it has none)."""
+        if noise_cv < 0 or (contention is not None and contention < 0):
             raise ValueError(f"noise_cv and contention must be >= 0, got {noise_cv}, {contention}")
         self.curve = curve
         self._rng = rng
@@ -190,6 +194,8 @@ class ReplicaBatcher:
         self.batching = batching
         sizes = range(max(batching.max_batch_size, 1) + 1)
         self._batch_s = [self.curve.ms(max(b, 1)) / 1000.0 for b in sizes]
+        c = self._contention
+        self._contention_b = [self.curve.contention_at(max(b, 1)) if c is None else c for b in sizes]
 
     @property
     def clock(self) -> float:
@@ -344,8 +350,9 @@ class ReplicaBatcher:
             if plan is None or plan[0] != t:
                 break
             size = plan[1]
-        slowdown = 1.0 + self._contention * (len(self._flight) + len(group) - 1)
+        others = len(self._flight) + len(group) - 1
         for lo, hi in group:
+            slowdown = 1.0 + self._contention_b[hi - lo] * others
             duration = self._batch_s[hi - lo] * slowdown * self._noise_factor()
             flight = _Flight(
                 t + duration, self._seq, t, hi - lo, self.reloads, self._ids[lo:hi], self._arr[lo:hi]

@@ -76,8 +76,10 @@ class SimConfig:
     out the whole load (p99 1,380 ms), which the 1.3 s stall modelled until 2026-12-04."""
     noise_cv: float = 0.03
     """Coefficient of variation of one batch's compute time around the curve (GPU run-to-run jitter)."""
-    contention: float = 1.0
-    """How batches in flight on one GPU slow each other: 1.0, instances take turns (capacity/control model)."""
+    contention: float | None = None
+    """How batches in flight on one GPU slow each other, one coefficient for every batch size (1.0: instances take
+    turns; 0: never slow each other); None: the profile's measured coefficient per batch size where it has one
+    (the H200 curves), else 1.0."""
     dt_s: float = 1.0
     """The engine's slice, seconds: routing, readiness and decisions happen on slice boundaries."""
 

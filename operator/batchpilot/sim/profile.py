@@ -43,6 +43,10 @@ class ComputeCurve:
     """The profile's name, e.g. "h100-resnet50-fp16" (with "*factor" appended once scaled)."""
     points: tuple[tuple[int, float], ...]
     """(batch size, median compute ms of one batch), sorted by batch size, sizes distinct and > 0, ms > 0."""
+    contention: tuple[tuple[int, float], ...] = ()
+    """(batch size, c) measured: n batches of that size in flight on one GPU take `1 + c * (n - 1)` times as long as
+    one alone (1: instances take turns; 0: they never slow each other). Sorted, sizes distinct and > 0, c >= 0;
+    empty when the profile has none (the simulator then assumes 1)."""
     _sizes: tuple[int, ...] = field(init=False, repr=False, compare=False)
     """The batch sizes of `points`, for bisection."""
 
@@ -56,6 +60,11 @@ class ComputeCurve:
             )
         if any(not ms > 0 for _, ms in self.points):
             raise ValueError(f"compute curve {self.name!r}: every latency must be > 0 ms, got {self.points}")
+        contended = tuple(b for b, _ in self.contention)
+        if any(b <= 0 for b in contended) or any(b2 <= b1 for b1, b2 in zip(contended, contended[1:], strict=False)) \
+                or any(not c >= 0 for _, c in self.contention):
+            raise ValueError(f"compute curve {self.name!r}: contention needs batch sizes > 0, strictly increasing, "
+                             f"and coefficients >= 0, got {self.contention}")
         object.__setattr__(self, "_sizes", sizes)
 
     def ms(self, batch_size: int) -> float:
@@ -70,13 +79,28 @@ class ComputeCurve:
         (b0, ms0), (b1, ms1) = self.points[i], self.points[i + 1]
         return ms0 + (ms1 - ms0) * (batch_size - b0) / (b1 - b0)
 
+    def contention_at(self, batch_size: int, default: float = 1.0) -> float:
+        """The contention coefficient of batches of batch_size: piecewise-linear between measured sizes, the end
+        values past the ends (e.g. 0.24 at 1 and 0.88 at 32 for resnet50 on H200); `default` without any."""
+        if not self.contention:
+            return default
+        sizes = [b for b, _ in self.contention]
+        if batch_size <= sizes[0]:
+            return self.contention[0][1]
+        if batch_size >= sizes[-1]:
+            return self.contention[-1][1]
+        i = bisect_right(sizes, batch_size) - 1
+        (b0, c0), (b1, c1) = self.contention[i], self.contention[i + 1]
+        return c0 + (c1 - c0) * (batch_size - b0) / (b1 - b0)
+
     def scaled(self, factor: float) -> ComputeCurve:
         """The same curve with every time multiplied by factor (a heavier model: 2 doubles every batch)."""
         if not factor > 0:
             raise ValueError(f"scale factor must be > 0, got {factor}")
         if factor == 1.0:
             return self
-        return ComputeCurve(f"{self.name}*{factor:g}", tuple((b, ms * factor) for b, ms in self.points))
+        return ComputeCurve(f"{self.name}*{factor:g}", tuple((b, ms * factor) for b, ms in self.points),
+                            self.contention)  # a ratio: the same at any speed
 
     def throughput(self, batch_size: int) -> float:
         """Requests/s of one instance running back-to-back batches of batch_size (8 / 4.326 ms = 1849/s)."""
@@ -88,7 +112,8 @@ class ComputeCurve:
 def load_curve(profile: str, time_scale: float = 1.0) -> ComputeCurve:
     """The curve of a profile given by name (a file in sim/profiles) or by path to a profile JSON.
 
-    The JSON is `{"model", "accelerator", "points": [{"batch_size", "latency_ms"}, ...]}`; time_scale
+    The JSON is `{"model", "accelerator", "points": [{"batch_size", "latency_ms"}, ...]}`, and optionally
+    `"contention": [{"batch_size", "coefficient"}, ...]` where it was measured (bench/gpu_profile.py); time_scale
     multiplies every time, as the GPU emulator's `time_scale` does.
     """
     path = profile_path(profile)  # FileNotFoundError naming the profile and the available ones
@@ -96,10 +121,12 @@ def load_curve(profile: str, time_scale: float = 1.0) -> ComputeCurve:
     try:
         raw = json.loads(path.read_text())
         points = tuple(sorted((int(p["batch_size"]), float(p["latency_ms"])) for p in raw["points"]))
-        curve = ComputeCurve(name, points)
-    except (OSError, ValueError, KeyError, TypeError) as err:
+        contention = tuple(sorted((int(p["batch_size"]), float(p["coefficient"])) for p in raw.get("contention", ())))
+        curve = ComputeCurve(name, points, contention)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         raise ValueError(
             f"GPU profile {profile!r} ({path}) is malformed: {err}; expected "
-            '{"points": [{"batch_size": 1, "latency_ms": 4.7}, ...]} with distinct sizes > 0 and times > 0'
+            '{"points": [{"batch_size": 1, "latency_ms": 4.7}, ...]} with distinct sizes > 0 and times > 0 (and '
+            'optionally "contention": [{"batch_size": 1, "coefficient": 0.3}, ...], coefficients >= 0)'
         ) from err
     return curve.scaled(time_scale)
