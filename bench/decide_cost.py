@@ -72,7 +72,8 @@ def _spec(max_replicas: int, max_instances: int, *, slo: float = SLO_MS, max_bat
 
 def _history(max_instances: int, rate: float) -> History:
     """Steady for ten minutes, no recent change; a fresh model object (seeded by decide from the profile)."""
-    model = CapacityModel(contention=CONTENTION if max_instances > 1 else None)
+    # Measured at every batch size the benchmark's pods form (1..MAX_BATCH): no size past what was seen.
+    model = CapacityModel(contention=((1.0, CONTENTION), (float(MAX_BATCH), CONTENTION)) if max_instances > 1 else ())
     return History(last_scale_at=NOW - 600, steady_rate=rate, steady_since=NOW - 600, model=model,
                    last_retune_at=NOW - 600)
 

@@ -43,3 +43,8 @@ def observation(replicas: int, rate: float | None, *, ready: int | None = None, 
     and any other Observation field by name."""
     return Observation(at=NOW, replicas=replicas, ready_replicas=replicas if ready is None else ready,
                        arrival_rate=rate, **metrics)
+
+
+def uniform_contention(c: float | None, up_to: float = 1024.0) -> tuple[tuple[float, float], ...]:
+    """CapacityModel.contention of `c` at every batch size up to `up_to` (None: not measured)."""
+    return () if c is None else ((1.0, c), (up_to, c))

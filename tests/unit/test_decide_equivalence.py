@@ -35,6 +35,7 @@ from batchpilot.control.planner import (
 )
 from batchpilot.control.replica_search import first_within
 from batchpilot.control.types import History, Observation, Tuning
+from factories import uniform_contention
 
 # ---- the reference: the code before the search, as it was (points built once per model) ----
 
@@ -56,7 +57,9 @@ def old_interpolate(points: list[tuple[float, float]], batch_size: float) -> flo
 
 
 def old_compute_ms(model: CapacityModel, batch_size: float, instances: int = 1) -> float:
-    slowdown = 1.0 + (1.0 if model.contention is None else model.contention) * (max(1, instances) - 1)
+    # The reference had one coefficient for every batch size: the models below give one (uniform_contention).
+    contention = model.contention[0][1] if model.contention else 1.0
+    slowdown = 1.0 + contention * (max(1, instances) - 1)
     return slowdown * old_interpolate(old_points(model), batch_size)
 
 
@@ -154,7 +157,7 @@ def models(draw: st.DrawFn) -> CapacityModel:
     model = CapacityModel.from_profile(draw(curves))
     for batch, ms in draw(measurements):
         model = model.learn(batch, ms)
-    contention = draw(st.one_of(st.none(), st.floats(0, 1)))
+    contention = uniform_contention(draw(st.one_of(st.none(), st.floats(0, 1))))
     return CapacityModel(model.seed, model.learned, draw(st.floats(0, 30)), contention)
 
 

@@ -18,7 +18,7 @@ from batchpilot.control.capacity import Candidate, CapacityModel
 from batchpilot.control.limits import RETUNE_INTERVAL_S
 from batchpilot.control.planner import PROBE_S, decide, instance_choices
 from batchpilot.control.types import Decision, History, Observation
-from factories import H100_RESNET50_MS, NOW, observation, service_spec
+from factories import H100_RESNET50_MS, NOW, observation, service_spec, uniform_contention
 
 PROFILE = H100_RESNET50_MS
 ONE = CapacityModel.from_profile(PROFILE)
@@ -55,7 +55,7 @@ def measured(slowdown: float) -> tuple[B, ...]:
 
 
 def test_instances_are_assumed_to_gain_nothing_until_measured() -> None:
-    assert ONE.contention is None
+    assert ONE.contention == () and not ONE.measured_contention and ONE.contention_at(4) == 1.0
     assert ONE.compute_ms(4, 2) == pytest.approx(2 * ONE.compute_ms(4))
     assert ONE.capacity_per_replica(4, 2) == pytest.approx(ONE.capacity_per_replica(4))
     one, two = (ONE.predict(60, Candidate(1, 4, 2000, instance_count=k), 95) for k in (1, 2))
@@ -71,14 +71,33 @@ def test_instances_are_assumed_to_gain_nothing_until_measured() -> None:
 def test_contention_is_learned_from_batches_in_flight_together(slowdown: float, in_flight: float,
                                                                contention: float) -> None:
     model = ONE.learn_contention(measured(slowdown), in_flight)
-    assert model.contention == pytest.approx(contention) and model.learned == ONE.learned
+    assert [model.contention_at(b) for b in (1, 2, 4)] == pytest.approx([contention] * 3)
+    assert model.learned == ONE.learned
     assert model.compute_ms(4, 3) == pytest.approx((1 + 2 * contention) * ONE.compute_ms(4))
     assert model.capacity_per_replica(4, 2) == pytest.approx(ONE.capacity_per_replica(4) * 2 / (1 + contention))
 
 
 def test_contention_is_not_learned_from_batches_that_mostly_ran_alone_or_without_a_curve() -> None:
-    assert ONE.learn_contention(measured(1.1), 1.1).contention is None
-    assert CapacityModel().learn_contention(measured(1.0), 2.0).contention is None
+    assert ONE.learn_contention(measured(1.1), 1.1).contention == ()
+    assert CapacityModel().learn_contention(measured(1.0), 2.0).contention == ()
+
+
+def test_contention_is_learned_per_batch_size_and_not_carried_to_batches_never_seen_side_by_side() -> None:
+    """An H200 measured ResNet-50's instances at 0.24 for batches of 1 and 0.88 for batches of 32: what a light load
+    shows says nothing of the batches a heavy one brings. Learned at 1, 2 and 4 only, contention rises from the
+    value at 4 to 1 at 8 (twice the largest size seen), so 4 instances add no capacity at the batches of 32 a
+    loaded pod runs."""
+    sizes = {1: 1.3, 2: 1.4, 4: 1.8}  # each batch's time with 2 in flight over its time alone
+    seen = tuple(B(b, ms * sizes[b], 50) for b, ms in PROFILE if b in sizes)
+    model = ONE.learn_contention(seen, 2.0)
+    assert [model.contention_at(b) for b in (1, 2, 3, 4)] == pytest.approx([0.3, 0.4, 0.6, 0.8])
+    assert model.contention_at(6) == pytest.approx(0.9) and model.contention_at(8) == 1.0
+    assert model.contention_at(32) == 1.0 and model.contention_at(0.5) == pytest.approx(0.3)
+    assert model.capacity_per_replica(32, 4) == pytest.approx(ONE.capacity_per_replica(32))
+    assert model.compute_ms(2, 3) == pytest.approx(1.8 * ONE.compute_ms(2))
+    # A later tick at larger batches extends what is known.
+    loaded = model.learn_contention((B(8, 43.3 * 1.9, 50),), 2.0)
+    assert loaded.contention_at(8) == pytest.approx(0.9) and loaded.contention_at(16) == 1.0
 
 
 def test_instance_choices_follow_the_mode_and_the_bound() -> None:
@@ -157,7 +176,7 @@ def test_fixed_mode_leaves_instances_alone() -> None:
 @settings(max_examples=60, deadline=None)
 @given(rate=st.floats(min_value=1, max_value=400), current=st.integers(1, 8), p95=st.floats(10, 2000))
 def test_a_measured_lack_of_gain_plans_exactly_as_one_instance_would(rate: float, current: int, p95: float) -> None:
-    saturated = History(model=replace(ONE, contention=1.0))
+    saturated = History(model=replace(ONE, contention=uniform_contention(1.0)))
     seen = replace(obs(rate=rate, p95=p95, queue=p95 / 2), replicas=current, ready_replicas=current)
     alone = decide(spec(most=None), seen, saturated, NOW)
     allowed = decide(spec(most=3), seen, saturated, NOW)
@@ -169,6 +188,26 @@ def test_a_measured_lack_of_gain_plans_exactly_as_one_instance_would(rate: float
        contention=st.floats(0, 1))
 def test_instances_never_cost_replicas(rate: float, current: int, p95: float, contention: float) -> None:
     """Whatever the measured contention, allowing more instances never plans more replicas than one would."""
-    known = History(model=replace(ONE, contention=contention))
+    known = History(model=replace(ONE, contention=uniform_contention(contention)))
     seen = replace(obs(rate=rate, p95=p95, queue=p95 / 2), replicas=current, ready_replicas=current)
     assert decide(spec(most=3), seen, known, NOW).replicas <= decide(spec(most=None), seen, known, NOW).replicas
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(points=st.lists(st.tuples(st.integers(1, 64).map(float), st.floats(0, 1)), min_size=1, max_size=5,
+                       unique_by=lambda p: p[0]).map(lambda ps: tuple(sorted(ps))),
+       instances=st.integers(2, 4), largest=st.integers(1, 96), low=st.floats(1, 96), width=st.floats(0, 64))
+def test_capacity_and_compute_ranges_are_exact_with_contention_per_batch_size(
+        points: tuple[tuple[float, float], ...], instances: int, largest: int, low: float, width: float) -> None:
+    """With contention per batch size, compute time is a product of two piecewise-linear curves: its best
+    throughput and its least and most time over a range can lie inside a piece, and are found there (a dense grid
+    never beats them); the latency floor (latency_floor.py) rests on them."""
+    model = replace(ONE, contention=points)
+    k = instances
+    grid = [1.0 + i * (largest - 1.0) / 2000 for i in range(2001)]
+    best = max(k * b / model.compute_ms(b, k) * 1000.0 for b in grid)
+    assert model.capacity_per_replica(largest, k) >= best * (1 - 1e-9)
+    high = low + width
+    least, most = model.compute_range_ms(low, high, k)
+    times = [model.compute_ms(low + i * (high - low) / 2000, k) for i in range(2001)]
+    assert least <= min(times) * (1 + 1e-9) and most >= max(times) * (1 - 1e-9)

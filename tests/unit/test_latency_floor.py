@@ -15,6 +15,7 @@ from batchpilot.control import latency_floor
 from batchpilot.control.capacity import Candidate, CapacityModel
 from batchpilot.control.latency_floor import batch_range, latency_floor_ms
 from batchpilot.control.replica_search import first_meeting, first_within, lowest_latency
+from factories import uniform_contention
 
 # The sandbox's emulated GPU: ResNet-50 on an H100, ten times slower (ms per batch).
 PROFILE = [(1, 47.4), (2, 40.7), (4, 41.2), (8, 43.3), (16, 43.7), (32, 43.2), (64, 76.9)]
@@ -34,11 +35,19 @@ def affine(draw: st.DrawFn) -> list[tuple[int, float]]:
     return [(b, fixed + per_request * b) for b in (1, 2, 4, 8, 16, 32, 64)]
 
 
+contentions = st.one_of(
+    st.none().map(uniform_contention), st.floats(0, 1).map(uniform_contention),
+    # Learned per batch size: any shape, as noisy statistics may give.
+    st.lists(st.tuples(st.integers(1, 64).map(float), st.floats(0, 1)), min_size=1, max_size=5,
+             unique_by=lambda p: p[0]).map(lambda ps: tuple(sorted(ps))),
+)
+
+
 @st.composite
 def models(draw: st.DrawFn) -> CapacityModel:
     curve = draw(st.one_of(spiky, affine(), st.just(PROFILE)))
     return CapacityModel(CapacityModel.from_profile(curve).seed, overhead_ms=draw(st.floats(0, 30)),
-                         contention=draw(st.one_of(st.none(), st.floats(0, 1))))
+                         contention=draw(contentions))
 
 
 @settings(max_examples=400, deadline=None, derandomize=True)
@@ -78,7 +87,7 @@ def test_the_batch_range_holds_every_batch_predicted_in_it(model: CapacityModel,
     pytest.param(2500.0, Candidate(125, 4, 300_000), 1000, 0.95, id="batches that cannot fill: the wait"),
 ])
 def test_the_floor_is_close_enough_to_skip(rate: float, fewest: Candidate, most: int, at_least: float) -> None:
-    model = replace(RESNET, contention=0.4)
+    model = replace(RESNET, contention=uniform_contention(0.4))
     lowest = min(model.predict(rate, replace(fewest, replicas=n), 95).latency_ms
                  for n in range(fewest.replicas, most + 1))
     assert at_least * lowest <= latency_floor_ms(model, rate, fewest, most, 95) <= lowest
@@ -90,7 +99,7 @@ def test_the_floor_says_nothing_for_counts_past_capacity() -> None:
 
 def test_the_search_finds_what_a_scan_of_every_count_finds() -> None:
     """A loaded service with 4 instances: latency falls slowly with replicas, hundreds of counts apart."""
-    model, rate = replace(RESNET, contention=0.4), LOADED
+    model, rate = replace(RESNET, contention=uniform_contention(0.4)), LOADED
 
     def at(n: int) -> Candidate:
         return Candidate(n, 8, 2000, instance_count=4)

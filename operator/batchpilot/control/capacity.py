@@ -6,10 +6,13 @@ past the largest batch size seen, compute time grows linearly with the batch (no
 an unknown curve over-provisions rather than breaking the SLO.
 
 Model instances per pod (Triton's instance_group count) run batches side by side on the pod's one GPU, each
-slowed by the others: a batch with n batches in flight takes compute_ms(b) * (1 + contention * (n - 1)).
+slowed by the others: a batch of b with n batches in flight takes compute_ms(b) * (1 + contention(b) * (n - 1)).
 contention 1 is a saturated GPU (instances take turns: no gain), 0 kernels that never contend (k instances, k
-times the throughput). It is measured, never assumed: until Triton's statistics were seen with more than one
-batch in flight, contention is taken as 1, so an unmeasured instance count never looks like capacity.
+times the throughput). It depends on the batch size (an H200 measured ResNet-50 at 0.24 for batches of 1 and
+0.88 for batches of 32: small batches leave the GPU room, large ones fill it), so it is learned per batch size,
+and it is measured, never assumed: until Triton's statistics were seen with more than one batch in flight it is
+taken as 1, and past the largest batch size seen side by side it rises to 1 at twice that size, so an instance
+count measured at a light load never looks like capacity at the batches a heavy one brings.
 """
 
 from __future__ import annotations
@@ -91,9 +94,10 @@ class CapacityModel:
     """(batch size bucket, compute ms) learned online, sorted by batch size."""
     overhead_ms: float = 0.0
     """Latency the curve does not explain (HTTP, framework, scheduling), learned online; >= 0."""
-    contention: float | None = None
-    """How much each other batch in flight slows a batch on the same GPU, 0..1, learned; None: not measured yet
-    (taken as 1). seed and learned are the curve of a batch running alone."""
+    contention: tuple[tuple[float, float], ...] = ()
+    """(batch size bucket, how much each other batch in flight slows a batch of that size on the same GPU, 0..1),
+    learned, sorted by batch size; empty: not measured yet (taken as 1 everywhere). seed and learned are the curve
+    of a batch running alone; contention_at() reads this."""
 
     @classmethod
     def from_profile(cls, points: Iterable[tuple[float, float]]) -> CapacityModel:
@@ -118,6 +122,34 @@ class CapacityModel:
         return tuple(b for b, _ in points), tuple(ms for _, ms in points)
 
     @cached_property
+    def _contention_curve(self) -> Curve:
+        """contention as a piecewise-linear curve: the learned points, then 1 from twice the largest on."""
+        if not self.contention:
+            return (), ()
+        xs = tuple(b for b, _ in self.contention)
+        ys = tuple(c for _, c in self.contention)
+        return (*xs, 2.0 * xs[-1]), (*ys, 1.0)
+
+    def contention_at(self, batch_size: float) -> float:
+        """How much each other batch in flight slows a batch of batch_size: the learned points, linear between
+        them, the first one's below it; past the largest batch size measured it rises linearly to 1 at twice that
+        size (not measured: no gain assumed there); 1 while nothing was measured."""
+        xs, ys = self._contention_curve
+        if not xs:
+            return 1.0
+        if batch_size <= xs[0]:
+            return ys[0]
+        if batch_size >= xs[-1]:
+            return 1.0
+        i = bisect_left(xs, batch_size) - 1
+        return ys[i] + (ys[i + 1] - ys[i]) * (batch_size - xs[i]) / (xs[i + 1] - xs[i])
+
+    @property
+    def measured_contention(self) -> bool:
+        """Whether batches were ever seen side by side (the planner probes one instance more until they were)."""
+        return bool(self.contention)
+
+    @cached_property
     def _capacities(self) -> dict[tuple[int, int], float]:
         """capacity_per_replica() per (max batch size, instances): asked for every replica count of a plan."""
         return {}
@@ -136,16 +168,21 @@ class CapacityModel:
     def compute_ms(self, batch_size: float, instances: int = 1) -> float:
         """Compute time of one batch while `instances` batches run on the pod: interpolated between points,
         conservative beyond them."""
-        slowdown = 1.0 + (1.0 if self.contention is None else self.contention) * (max(1, instances) - 1)
-        return slowdown * _interpolate(self._curve, batch_size)
+        if instances <= 1:
+            return _interpolate(self._curve, batch_size)
+        return (1.0 + self.contention_at(batch_size) * (instances - 1)) * _interpolate(self._curve, batch_size)
 
     def capacity_per_replica(self, max_batch_size: int, instances: int = 1) -> float:
         """Requests/s one replica serves at best, over batch sizes 1..max_batch_size."""
         found = self._capacities.get((max_batch_size, instances))
         if found is None:
             largest = float(max(1, max_batch_size))
-            # b / compute_ms(b) is monotone between points, so its best is at a point or at an end.
-            sizes = {1.0, largest, *(b for b in self._curve[0] if 1.0 <= b <= largest)}
+            # One instance: b / compute_ms(b) is monotone between points, so its best is at a point or at an end.
+            # More: compute_ms is a product of two linear pieces between the points of either curve, and its
+            # best b / compute_ms(b) may lie inside a piece (_stationary).
+            sizes = {1.0, largest, *self._breaks(1.0, largest, instances)}
+            if instances > 1:
+                sizes.update(self._stationary(1.0, largest, instances, throughput=True))
             found = max(instances * b / self.compute_ms(b, instances) * 1000.0 for b in sizes)
             self._capacities[(max_batch_size, instances)] = found
         return found
@@ -156,12 +193,47 @@ class CapacityModel:
         key = (low, high, instances)
         found = self._ranges.get(key)
         if found is None:
-            xs = self._curve[0]
-            between = xs[bisect_right(xs, low):bisect_left(xs, high)]
+            between = self._breaks(low, high, instances)
+            if instances > 1:
+                between = (*between, *self._stationary(low, high, instances, throughput=False))
             times = [self.compute_ms(b, instances) for b in (low, high, *between)]
             found = (min(times), max(times))
             if low == 1.0:  # the whole range of a candidate, asked again and again; others seldom repeat
                 self._ranges[key] = found
+        return found
+
+    def _breaks(self, low: float, high: float, instances: int) -> tuple[float, ...]:
+        """The points strictly inside low..high where compute_ms(b, instances) changes slope: the curve's, and
+        with more than one instance the contention curve's."""
+        xs = self._curve[0]
+        inside = xs[bisect_right(xs, low):bisect_left(xs, high)]
+        if instances > 1:
+            cs = self._contention_curve[0]
+            inside = (*inside, *cs[bisect_right(cs, low):bisect_left(cs, high)])
+        return inside
+
+    def _stationary(self, low: float, high: float, instances: int, throughput: bool) -> list[float]:
+        """Where, inside a piece of low..high on which the curve and the contention are both linear, compute_ms
+        (a product of two linear functions: a parabola) or b / compute_ms (throughput) has its extreme."""
+        edges = sorted({low, high, *self._breaks(low, high, instances)})
+        found = []
+        for u, v in zip(edges, edges[1:], strict=False):
+            if v <= u:
+                continue
+            f_u, f_v = _interpolate(self._curve, u), _interpolate(self._curve, v)
+            g_u = 1.0 + self.contention_at(u) * (instances - 1)
+            g_v = 1.0 + self.contention_at(v) * (instances - 1)
+            s1, s2 = (f_v - f_u) / (v - u), (g_v - g_u) / (v - u)
+            a1, a2 = f_u - s1 * u, g_u - s2 * u
+            if s1 * s2 == 0.0:
+                continue
+            if throughput:  # d/db b / ((a1 + s1 b)(a2 + s2 b)) = 0 where s1 s2 b^2 = a1 a2
+                square = a1 * a2 / (s1 * s2)
+                b = math.sqrt(square) if square > 0 else math.nan
+            else:  # d/db (a1 + s1 b)(a2 + s2 b) = 0
+                b = -(s1 * a2 + s2 * a1) / (2.0 * s1 * s2)
+            if u < b < v:
+                found.append(b)
         return found
 
     def utilization(self, arrival_rate: float, candidate: Candidate) -> float:
@@ -222,12 +294,12 @@ class CapacityModel:
         """The batch a replica settles at: the next batch holds what arrived during the current one, STEADY_ROUNDS
         rounds from 1. It stops early only where the rounds left change nothing: at a fixed point, or in a cycle
         of two values (the rounds left alternate between them)."""
-        # compute_ms(b, k) inlined: the same product, without a call per round.
-        slowdown = 1.0 + (1.0 if self.contention is None else self.contention) * (k - 1)
+        # compute_ms(b, k) inlined for one instance: the same product, without a call per round.
         curve, top = self._curve, float(largest)
         older, batch = math.nan, 1.0
         for done in range(1, STEADY_ROUNDS + 1):
-            new = min(top, max(1.0, rate * (slowdown * _interpolate(curve, batch)) / 1000.0 / k))
+            ms = _interpolate(curve, batch) if k == 1 else self.compute_ms(batch, k)
+            new = min(top, max(1.0, rate * ms / 1000.0 / k))
             if new == batch:
                 return new
             if new == older:
@@ -250,13 +322,14 @@ class CapacityModel:
         alone; unchanged below MIN_OVERLAP or without a curve to compare with."""
         if in_flight < MIN_OVERLAP or not self.known:
             return self
-        weighted = [(m.executions * m.compute_ms / _interpolate(self._curve, m.batch_size), m.executions)
-                    for m in measured if m.executions > 0 and m.compute_ms > 0]
-        if not weighted:
-            return self
-        slowdown = sum(s for s, _ in weighted) / sum(n for _, n in weighted)
-        seen = min(1.0, max(0.0, (slowdown - 1.0) / (in_flight - 1.0)))
-        return replace(self, contention=_average(self.contention, seen))
+        table = dict(self.contention)
+        for m in measured:
+            if m.executions > 0 and m.compute_ms > 0 and m.batch_size >= 1.0:
+                slowdown = m.compute_ms / _interpolate(self._curve, m.batch_size)
+                seen = min(1.0, max(0.0, (slowdown - 1.0) / (in_flight - 1.0)))
+                key = _bucket(m.batch_size)
+                table[key] = _average(table.get(key), seen)
+        return replace(self, contention=tuple(sorted(table.items())))
 
     def calibrate(self, observed_ms: float, predicted_without_overhead_ms: float) -> CapacityModel:
         """Learn the overhead from a fresh observation the curve alone under-predicts (never below zero)."""

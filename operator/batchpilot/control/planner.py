@@ -508,7 +508,7 @@ def _propose(spec: InferenceServiceSpec, obs: Observation, history: History, mod
         return seen.proposal(current, DecisionReason.WITHIN_SLO, history)  # the limits bring it within bounds
     if history.probe_since is not None:
         probe = history.probed[-1]
-        if now - history.probe_since < PROBE_S and model.contention is None and not seen.breach:
+        if now - history.probe_since < PROBE_S and not model.measured_contention and not seen.breach:
             return _probing(obs, seen, probe, f"measuring {probe} instance(s) per pod for "
                             f"{now - history.probe_since:.0f}s of at most {PROBE_S:.0f}s before adding a replica",
                             history)
@@ -549,7 +549,7 @@ def _replicas(spec: InferenceServiceSpec, obs: Observation, history: History, mo
         # one step of load into a staircase). Only the extra replica for a breach the model cannot explain
         # waits for them (limits.py), since the starting replicas may be what the breach lacks.
         more = obs.instance_count + 1
-        if not breach and bound is None and more in instance_choices(spec) and model.contention is None and \
+        if not breach and bound is None and more in instance_choices(spec) and not model.measured_contention and \
                 more not in history.probed and not cooling_down(spec, history, now):
             # The model assumes instances gain nothing until it has seen them side by side: look before buying.
             probing = replace(history, probed=(*history.probed, more), probe_since=now)
