@@ -318,8 +318,9 @@ class CapacityModel:
 
     def learn_contention(self, measured: Iterable[BatchSizeCompute], in_flight: float) -> CapacityModel:
         """The model after batches measured while `in_flight` of them ran on each pod on average:
-        (batch size, mean compute ms, executions). Each took 1 + contention * (in_flight - 1) times its time
-        alone; unchanged below MIN_OVERLAP or without a curve to compare with."""
+        (batch size, mean compute ms, executions). A batch of b took 1 + contention(b) * (in_flight - 1) times its
+        time alone, which moves the contention of b's bucket; unchanged below MIN_OVERLAP or without a curve to
+        compare with."""
         if in_flight < MIN_OVERLAP or not self.known:
             return self
         table = dict(self.contention)
