@@ -117,14 +117,15 @@ def old_options(spec: InferenceServiceSpec, model: CapacityModel, rate: float, l
 
 
 def old_plan(spec: InferenceServiceSpec, model: CapacityModel, rate: float, latency_ms: float, utilization: float,
-             current_delay: int | None = None, current_instances: int | None = None) -> Plan:
+             current_delay: int | None = None, current_instances: int | None = None,
+             for_latency: bool = True) -> Plan:
     options = old_options(spec, model, rate, latency_ms, utilization)
     best = min(options, key=lambda o: (o.replicas, o.prediction.latency_ms, o.batching.instance_count,
                                        o.batching.queue_delay_us))
     kept = next((o for o in options if o.batching.queue_delay_us == current_delay and
                  o.batching.instance_count == (current_instances or spec.batching.instance_count)), None)
     if kept is not None and kept.replicas == best.replicas and \
-            kept.prediction.latency_ms <= best.prediction.latency_ms * (1 + DELAY_GAIN):
+            (not for_latency or kept.prediction.latency_ms <= best.prediction.latency_ms * (1 + DELAY_GAIN)):
         return kept
     return best
 
@@ -268,8 +269,9 @@ def test_plan_is_the_scan_of_every_count_and_batching(case: Case, data: st.DataO
         old_options(spec, fresh(model), rate, latency, utilization)
     current_delay = data.draw(st.one_of(st.none(), st.sampled_from(delay_choices(spec))))
     current_instances = data.draw(st.one_of(st.none(), st.sampled_from(instance_choices(spec))))
-    assert plan(spec, model, rate, latency, utilization, current_delay, current_instances) == \
-        old_plan(spec, fresh(model), rate, latency, utilization, current_delay, current_instances)
+    for_latency = data.draw(st.booleans())
+    assert plan(spec, model, rate, latency, utilization, current_delay, current_instances, for_latency) == \
+        old_plan(spec, fresh(model), rate, latency, utilization, current_delay, current_instances, for_latency)
 
 
 @settings(max_examples=100, deadline=None, derandomize=True)

@@ -154,6 +154,7 @@ def test_a_probe_that_measured_nothing_ends_after_its_limit_and_is_not_repeated(
     d = decide(spec(), obs(instances=2), probing, NOW + PROBE_S + 1)
     assert (d.replicas, d.reason, instances_of(d)) == (2, "ScaleUp", 1)
     assert d.history.probed == (2,) and d.history.probe_since is None
+    assert d.history.probe_ended_at == NOW + PROBE_S + 1  # the probe's batching was no choice: not paced after it
 
 
 def test_retunes_are_paced_but_the_first_is_not() -> None:

@@ -53,6 +53,10 @@ DELAY_STEPS_US = (0, 100, 250, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000, 10
 """Queue delays auto mode considers (plus its two bounds)."""
 DELAY_GAIN = 0.1
 """A new queue delay must predict at least this much lower latency (or fewer replicas) to replace the current."""
+LATENCY_RETUNE_S = 300.0
+"""A change of batching for latency alone (the same replicas) waits this long after the last retune. Each reload
+stalls every pod's requests for ~1.3 s: one per 5 minutes keeps that under 0.5% of the time, a tenth of what a p95
+SLO leaves. A change that saves a replica waits only limits.RETUNE_INTERVAL_S."""
 PROBE_S = 60.0
 """The longest a probe of one instance more holds the replica count while its compute times are measured."""
 BACKLOG_DRAIN_S = 60.0
@@ -306,13 +310,15 @@ class Plan:
 
 
 def plan(spec: InferenceServiceSpec, model: CapacityModel, rate: float, latency_ms: float, utilization: float,
-         current_delay: int | None = None, current_instances: int | None = None) -> Plan:
+         current_delay: int | None = None, current_instances: int | None = None,
+         for_latency: bool = True) -> Plan:
     """Replicas and batching together: the fewest replicas first, then the lowest predicted latency, then the
     fewest instances.
 
     A delay that makes batches wait without buying capacity loses on latency, so a poor delay is shortened;
     one that saves replicas wins. The current batching stays unless another saves a replica or DELAY_GAIN of
-    the latency, so pods are not reloaded for noise.
+    the latency, so pods are not reloaded for noise; with for_latency False (a retune less than LATENCY_RETUNE_S
+    ago), unless another saves a replica.
     """
     options = plan_options(spec, model, rate, latency_ms, utilization)
     best = min(options, key=lambda o: (o.replicas, o.prediction.latency_ms, o.batching.instance_count,
@@ -321,7 +327,7 @@ def plan(spec: InferenceServiceSpec, model: CapacityModel, rate: float, latency_
         if current_delay is not None else None
     kept = next((o for o in options if o.batching == running), None)
     if kept is not None and kept.replicas == best.replicas and \
-            kept.prediction.latency_ms <= best.prediction.latency_ms * (1 + DELAY_GAIN):
+            (not for_latency or kept.prediction.latency_ms <= best.prediction.latency_ms * (1 + DELAY_GAIN)):
         return kept
     return best
 
@@ -454,15 +460,22 @@ class _Seen:
                         batching=self.plan.batching if self.auto else None)
 
 
-def _seen(spec: InferenceServiceSpec, obs: Observation, model: CapacityModel, rate: float) -> _Seen:
+def _seen(spec: InferenceServiceSpec, obs: Observation, model: CapacityModel, rate: float, history: History,
+          now: float) -> _Seen:
     """The plan at `rate` (the projected arrival rate) plus the backlog, with its evidence in words."""
     slo = spec.slo.latency_ms
     # Pods the cluster cannot place are capacity already asked for: a backlog that grows while they wait would
     # otherwise ask for more pods that cannot be placed either (at 200 services on a pool 1.3x their mean
     # demand, the asks grew to 1.6x the pool). Plan for the arrival rate alone until they are placed.
     backlog = 0.0 if obs.unschedulable else (obs.pending or 0.0) / BACKLOG_DRAIN_S
+    # A retune for latency alone is paced while the latency meets the planning target, not while it misses it, nor
+    # after a probe (its batching was a measurement, not a choice) until the next retune.
+    retuned, at_risk, probed = history.last_retune_at, (obs.latency_ms or 0.0) > slo * TARGET_FRACTION, \
+        history.probe_ended_at
+    free = at_risk or history.probe_since is not None or retuned is None or now - retuned >= LATENCY_RETUNE_S or \
+        (probed is not None and probed > retuned)
     best = plan(spec, model, rate + backlog, slo * TARGET_FRACTION, spec.autoscaling.target_utilization,
-                obs.queue_delay_us, obs.instance_count)
+                obs.queue_delay_us, obs.instance_count, free)
     fresh_ms = (obs.queue_ms or 0.0) + (obs.compute_ms or 0.0)
     per_pod = f", {best.batching.instance_count} instance(s) per pod" if len(instance_choices(spec)) > 1 else ""
     seen_rate = obs.arrival_rate or 0.0
@@ -503,7 +516,7 @@ def _propose(spec: InferenceServiceSpec, obs: Observation, history: History, mod
     history = seen_slow(spec, obs, history, now)
     model = learn(spec, obs, model, history, now)
     history = replace(history, model=model)
-    seen = _seen(spec, obs, model, rate)
+    seen = _seen(spec, obs, model, rate, history, now)
     if current < bounds.min_replicas or current > bounds.max_replicas:
         return seen.proposal(current, DecisionReason.WITHIN_SLO, history)  # the limits bring it within bounds
     if history.probe_since is not None:
@@ -512,7 +525,7 @@ def _propose(spec: InferenceServiceSpec, obs: Observation, history: History, mod
             return _probing(obs, seen, probe, f"measuring {probe} instance(s) per pod for "
                             f"{now - history.probe_since:.0f}s of at most {PROBE_S:.0f}s before adding a replica",
                             history)
-        history = replace(history, probe_since=None)
+        history = replace(history, probe_since=None, probe_ended_at=now)
     return _replicas(spec, obs, history, model, seen, rate, now)
 
 

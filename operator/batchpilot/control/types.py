@@ -133,6 +133,9 @@ class History:
     """Instance counts tried once already (a probe is not repeated, whatever it measured)."""
     probe_since: float | None = None
     """When the probe of one instance more began; None when none is running."""
+    probe_ended_at: float | None = None
+    """When the last probe ended: until the next retune, one for latency alone is not paced (the probe's batching
+    was a measurement, not a choice; planner.LATENCY_RETUNE_S)."""
     last_retune_at: float | None = None
     """When the loop last changed the pods' batching (each change reloads the model on every pod)."""
     last_rate: tuple[float, float] | None = None
