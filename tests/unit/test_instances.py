@@ -42,9 +42,9 @@ def spec(mode: str = "auto", most: int | None = 2, **batching: Any) -> Inference
                         autoscaling={"minReplicas": 1, "maxReplicas": 8}, batching=b)
 
 
-def obs(instances: int = 1, rate: float = 120, p95: float = 140, queue: float = 20,
+def obs(instances: int = 1, rate: float = 120, p95: float = 110, queue: float = 20,
         batch_compute: tuple[tuple[int, float, int], ...] = (), in_flight: float | None = None) -> Observation:
-    """One replica short of what 120 req/s needs with one instance, not yet breaching."""
+    """One replica short of what 120 req/s needs with one instance, its p95 within the planning target (120 ms)."""
     return observation(1, rate, latency_ms=p95, queue_ms=queue, queue_delay_us=2000, instance_count=instances,
                        batch_compute=batch_compute, concurrency=in_flight)
 
@@ -117,6 +117,13 @@ def test_one_instance_more_is_probed_before_a_replica_is_added() -> None:
     assert d.history.probed == (2,) and d.history.probe_since == NOW
     without = decide(spec(most=None), obs(), History(), NOW)
     assert (without.replicas, without.reason, instances_of(without)) == (2, "ScaleUp", 1)
+
+
+def test_no_probe_while_the_latency_is_over_the_planning_target() -> None:
+    # A step's rise: p95 over 80% of the SLO, the fresh mean not yet over it. The replica is bought at once; a probe
+    # would hold the count for a tick (0.8 points of the H200 step with maxInstanceCount 4).
+    d = decide(spec(), obs(p95=130), History(), NOW)
+    assert (d.replicas, d.reason, d.history.probed) == (2, "ScaleUp", ())
 
 
 def test_a_probe_holds_the_count_until_the_contention_is_measured() -> None:
