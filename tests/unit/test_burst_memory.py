@@ -10,7 +10,7 @@ from batchpilot.api.spec import InferenceServiceSpec
 from batchpilot.control.limits import limit
 from batchpilot.control.planner import decide as planner_decide
 from batchpilot.control.step_rule import decide
-from batchpilot.control.types import Decision, DecisionReason, History, Proposal
+from batchpilot.control.types import Decision, DecisionReason, History, Proposal, Tuning
 from factories import NOW, observation, profile, service_spec
 
 STABILIZATION_S = 60
@@ -191,6 +191,18 @@ def test_the_hold_goes_down_to_the_count_the_bursts_rate_needs_and_no_lower() ->
     above = limit(spec_, calm, replace(holding_proposal(3, burst_replicas=2), history=first.history),
                   NOW + STABILIZATION_S)
     assert above.replicas == 3, above.message
+
+
+def test_a_held_count_keeps_the_pods_batching() -> None:
+    """The plan's batching is for the fewer replicas it would run: while the count is held, the pods keep theirs (on
+    the H200 MMPP with maxInstanceCount 4, the held pods changed instance counts every few minutes)."""
+    spec_, calm = spec(), observation(4, BASE_RATE, latency_ms=CALM_MS)
+    wanted = replace(holding_proposal(1, burst_replicas=None), batching=Tuning(0, 2))
+    held = limit(spec_, calm, wanted, NOW)
+    assert (held.replicas, held.reason, held.batching) == (4, "HoldingForBursts", None), held.message
+    first = limit(spec_, calm, replace(wanted, burst_replicas=3), NOW)
+    down = limit(spec_, calm, replace(wanted, burst_replicas=3, history=first.history), NOW + STABILIZATION_S)
+    assert (down.replicas, down.batching) == (3, Tuning(0, 2))  # going down to the floor, the plan's batching goes
 
 
 def planner_spec() -> InferenceServiceSpec:

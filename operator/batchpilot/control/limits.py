@@ -10,7 +10,8 @@ Both policies (planner.py, step_rule.py) return a `Proposal`; `limit()` applies 
    its window is whole again); within scaleDown.burstMemorySeconds after the SLO was missed while replicas
    were starting less than that long after a scale-down that followed the load down (HoldingForBursts: the load
    came back faster than a pod starts), never below the count the policy plans for the bursts' highest arrival
-   rate (Proposal.burst_replicas; the running count when it has none); and only once fewer replicas have been
+   rate (Proposal.burst_replicas; the running count when it has none), and a count held whole keeps the pods'
+   batching; and only once fewer replicas have been
    proposed for scaleDown.stabilizationSeconds without a break (Stabilizing), then to the most any of those
    proposals asked for, at most scaleDown.maxStepPercent at once;
 4. any other outcome ends a calm stretch.
@@ -129,7 +130,8 @@ def _down(spec: InferenceServiceSpec, obs: Observation, proposal: Proposal, now:
                 f"fell were starting again (scaleDown.burstMemorySeconds, {down.burst_memory_seconds}s, after such "
                 f"a miss)")
         if floor >= current:
-            return _decided(proposal, current, DecisionReason.HOLDING_FOR_BURSTS,
+            # The pods' batching stays too: the plan's is for fewer replicas than are held.
+            return _decided(replace(proposal, batching=None), current, DecisionReason.HOLDING_FOR_BURSTS,
                             f"{evidence}; held: {held}", _calm_ended(history))
         if proposal.replicas < floor:
             proposal = replace(proposal, replicas=floor, evidence=(

@@ -24,7 +24,7 @@ class DecisionReason(enum.StrEnum):
     HOLDING_FOR_BURSTS = "HoldingForBursts"
     """Fewer replicas would do, but replicas removed as the load fell were needed back while the SLO was missed: for
     scaleDown.burstMemorySeconds after that miss none is removed below what the bursts' highest arrival rate needs
-    (none at all while replicas are starting)."""
+    (none at all while replicas are starting); the pods keep their batching while it holds."""
     STABILIZING = "Stabilizing"
     """Fewer replicas would do, not yet for the whole stabilization window (or within one rate window after metrics
     returned)."""
