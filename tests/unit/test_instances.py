@@ -119,11 +119,12 @@ def test_one_instance_more_is_probed_before_a_replica_is_added() -> None:
     assert (without.replicas, without.reason, instances_of(without)) == (2, "ScaleUp", 1)
 
 
-def test_no_probe_while_the_latency_is_over_the_planning_target() -> None:
-    # A step's rise: p95 over 80% of the SLO, the fresh mean not yet over it. The replica is bought at once; a probe
-    # would hold the count for a tick (0.8 points of the H200 step with maxInstanceCount 4).
-    d = decide(spec(), obs(p95=130), History(), NOW)
-    assert (d.replicas, d.reason, d.history.probed) == (2, "ScaleUp", ())
+def test_no_probe_for_a_rise_one_instance_more_could_not_serve() -> None:
+    # 150 req/s needs 3 replicas with one instance: a second instance serves at most twice what the one pod does,
+    # so the replicas are bought at once; a probe would hold the count for a tick (0.8 points of the H200 step
+    # with maxInstanceCount 4, where 3 pods needed 8).
+    d = decide(spec(), obs(rate=150), History(), NOW)
+    assert (d.replicas, d.reason, d.history.probed) == (3, "ScaleUp", ())
 
 
 def test_a_probe_holds_the_count_until_the_contention_is_measured() -> None:

@@ -18,7 +18,7 @@ pacing, the same for the reactive rule (step_rule.py).
 
 Instances per pod (auto with spec.batching.maxInstanceCount): the model assumes instances gain nothing until it
 has measured how batches in flight together slow each other (contention), so before adding a replica the planner
-tries one instance more on the running pods (ProbingInstances) while the latency is within the planning target, learns the contention from Triton's statistics,
+tries one instance more on the running pods (ProbingInstances) when that could serve the rise, learns the contention from Triton's statistics,
 and from then on weighs every instance count like any other candidate.
 """
 
@@ -452,8 +452,6 @@ class _Seen:
     """The fresh mean latency (queue + compute over the rate window) is above the SLO."""
     auto: bool
     """Batching mode auto: decisions carry the plan's queue delay and instances."""
-    at_risk: bool
-    """The latency at the SLO percentile is over the planning target (TARGET_FRACTION of the SLO)."""
 
     def proposal(self, replicas: int, reason: DecisionReason, history: History, message: str | None = None,
                  urgent: bool = False, waits_for_ready: bool = False) -> Proposal:
@@ -488,7 +486,7 @@ def _seen(spec: InferenceServiceSpec, obs: Observation, model: CapacityModel, ra
     if obs.unschedulable and obs.pending:
         text = (f"{text}; {obs.unschedulable} pod(s) unschedulable: the {obs.pending:.0f} queued request(s) are "
                 f"not planned for until they are placed")
-    return _Seen(best, text, fresh_ms > slo, spec.batching.mode == "auto", at_risk)
+    return _Seen(best, text, fresh_ms > slo, spec.batching.mode == "auto")
 
 
 def _bound(spec: InferenceServiceSpec, seen: _Seen, planned: int, predicted: Prediction) -> _Seen:
@@ -564,10 +562,12 @@ def _replicas(spec: InferenceServiceSpec, obs: Observation, history: History, mo
         # one step of load into a staircase). Only the extra replica for a breach the model cannot explain
         # waits for them (limits.py), since the starting replicas may be what the breach lacks.
         more = obs.instance_count + 1
-        if not breach and not seen.at_risk and bound is None and more in instance_choices(spec) and \
-                not model.measured_contention and more not in history.probed and not cooling_down(spec, history, now):
+        if not breach and bound is None and more in instance_choices(spec) and planned * obs.instance_count <= \
+                current * more and not model.measured_contention and more not in history.probed and \
+                not cooling_down(spec, history, now):
             # The model assumes instances gain nothing until it has seen them side by side: look before buying;
-            # not while the latency is over the planning target (a step's rise, which a probe held back a tick).
+            # not for a rise beyond what one instance more could serve at best, (k + 1) / k of the pods' capacity
+            # (a step's 3 -> 8 pods, which a probe held back a tick).
             probing = replace(history, probed=(*history.probed, more), probe_since=now)
             return _probing(obs, seen, more, f"trying {more} instance(s) per pod before adding a replica", probing)
         return seen.proposal(planned, DecisionReason.PANIC if breach else DecisionReason.SCALE_UP, history,
