@@ -18,8 +18,8 @@ pacing, the same for the reactive rule (step_rule.py).
 
 Instances per pod (auto with spec.batching.maxInstanceCount): the model assumes instances gain nothing until it
 has measured how batches in flight together slow each other (contention), so before adding a replica the planner
-tries one instance more on the running pods (ProbingInstances) when that could serve the rise, learns the contention from Triton's statistics,
-and from then on weighs every instance count like any other candidate.
+tries one instance more on the running pods (ProbingInstances) when that could serve the rise, learns the
+contention from Triton's statistics, and from then on weighs every instance count like any other candidate.
 """
 
 from __future__ import annotations
