@@ -165,8 +165,64 @@ def test_the_bursts_highest_rate_is_remembered_while_holding_and_forgotten_after
     assert calm.history.burst_rate == BURST_RATE  # the highest, not the rate now
     higher = tick(spec_, 3, CALM_MS, calm.history, at + 60, rate=BURST_RATE * 2)
     assert higher.history.burst_rate == BURST_RATE * 2
-    free = tick(spec_, 3, CALM_MS, higher.history, at + 1800)
+    assert higher.history.burst_returned_at == at + 60  # back after falling: the memory counts from here
+    free = tick(spec_, 3, CALM_MS, higher.history, at + 60 + 1800)
     assert free.history.burst_rate is None
+
+
+def held_through(spec_: InferenceServiceSpec, decision: Decision, start: float, end: float,
+                 rates: dict[float, float] | None = None) -> Decision:
+    """Ticks every 30 s from start to end (exclusive) at 3 calm replicas, at the base rate unless rates says
+    otherwise from a time on; each must hold."""
+    rates = rates or {}
+    for at in range(int(start), int(end), 30):
+        rate = next((r for since, r in sorted(rates.items(), reverse=True) if at >= since), BASE_RATE)
+        decision = tick(spec_, 3, CALM_MS, decision.history, at, rate=rate)
+        assert (decision.replicas, decision.reason) == (3, "HoldingForBursts"), (at, decision.message)
+    return decision
+
+
+def test_a_burst_that_comes_back_while_held_renews_the_hold() -> None:
+    """Served by the capacity held, a burst misses nothing: held only from its last miss, the hold ran out between
+    bursts that still came (MMPP, the burst after it failed as the first had). The rate back at the bursts' (within
+    STEADY_BAND of their highest) after falling under it renews the hold as a miss does."""
+    spec_ = spec()
+    missed, at = burst_after_a_scale_down(spec_)
+    back = at + 900
+    # The burst ends (base rate), another comes back at 0.8 of the first's rate, served, and ends.
+    held = held_through(spec_, missed, at + 30, back + 120, {back: BURST_RATE * 0.8, back + 60: BASE_RATE})
+    assert held.history.burst_returned_at == back and held.history.missed_at == at
+    assert "or the bursts' rate back, last" in held.message
+    held = held_through(spec_, held, back + 120, back + 1800)  # past the miss's memory: held from the burst back
+    free = tick(spec_, 3, CALM_MS, held.history, back + 1800)
+    assert (free.replicas, free.reason) == (3, "Stabilizing"), free.message
+    assert (free.history.burst_returned_at, free.history.burst_rate) == (None, None)
+
+
+def test_a_miss_holds_at_least_for_the_rate_the_removed_replicas_were_added_for() -> None:
+    """A short burst's tail, read at the miss, is under its peak: the hold keeps what the load the removed replicas
+    had been added for needs (the rate of the scale-up before the fall), not only the rates seen from the miss on."""
+    spec_ = spec()
+    calm = tick(spec_, 3, CALM_MS, after_a_burst(spec_), NOW)
+    down = tick(spec_, 3, CALM_MS, calm.history, NOW + STABILIZATION_S)
+    assert (down.replicas, down.history.removed_rate) == (2, BURST_RATE), down.message
+    at = NOW + STABILIZATION_S + 120
+    tail = BURST_RATE * 0.6
+    up = tick(spec_, 2, BREACH_MS, down.history, at, rate=tail)
+    missed = tick(spec_, 3, BREACH_MS, up.history, at + 15, ready=2, rate=tail)
+    assert (missed.history.missed_at, missed.history.burst_rate) == (at + 15, BURST_RATE)
+
+
+def test_a_load_that_stays_at_the_bursts_rate_or_comes_back_under_it_does_not_renew_the_hold() -> None:
+    """Only a burst coming back is evidence that bursts recur: neither a load that stays at the bursts' rate from the
+    miss on (a rise that holds), nor one that comes back under STEADY_BAND of it."""
+    spec_ = spec()
+    missed, at = burst_after_a_scale_down(spec_)
+    stayed = held_through(spec_, missed, at + 30, at + 600, {at + 30: BURST_RATE})
+    low = held_through(spec_, stayed, at + 600, at + 1800, {at + 600: BASE_RATE, at + 900: BURST_RATE * 0.79})
+    assert low.history.burst_returned_at is None
+    free = tick(spec_, 3, CALM_MS, low.history, at + 1800)
+    assert free.reason == "Stabilizing", free.message
 
 
 def holding_proposal(replicas: int, burst_replicas: int | None) -> Proposal:

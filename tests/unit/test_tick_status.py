@@ -113,12 +113,13 @@ def test_status_observed_shows_every_metric_the_observation_carries_and_nothing_
 def test_the_burst_memory_is_written_and_a_restarted_operator_resumes_it() -> None:
     """A hold for bursts must survive a restart or a leader takeover: the new process would otherwise remove the
     held replicas after one stabilization window and lose the next burst again."""
-    history = History(removed_at=NOW - 600, missed_at=NOW - 300)
+    history = History(removed_at=NOW - 600, missed_at=NOW - 300, burst_returned_at=NOW - 60)
     o = outcome(reason=DecisionReason.HOLDING_FOR_BURSTS)
     held = TickOutcome(o.observation, replace(o.decision, history=history), None, False, None, HEALTHY)
     status, events = write(held)
-    assert (status["lastScaleDownTime"], status["lastBurstMissTime"]) == (rfc3339(NOW - 600), rfc3339(NOW - 300))
+    assert (status["lastScaleDownTime"], status["lastBurstMissTime"], status["lastBurstReturnTime"]) == \
+        (rfc3339(NOW - 600), rfc3339(NOW - 300), rfc3339(NOW - 60))
     assert events == ()
     resumed = resumed_history(status)
-    assert (resumed.removed_at, resumed.missed_at) == (NOW - 600, NOW - 300)
+    assert (resumed.removed_at, resumed.missed_at, resumed.burst_returned_at) == (NOW - 600, NOW - 300, NOW - 60)
     assert set(write(outcome())[0]) == BASE_KEYS  # nothing remembered, nothing written

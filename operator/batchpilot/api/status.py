@@ -135,5 +135,8 @@ class InferenceServiceStatus(ApiModel):
     """When the SLO was last missed while replicas were starting within scaleDown.burstMemorySeconds of the scale-down
     at lastScaleDownTime (RFC 3339): for that long after it no replica is removed below what the bursts' highest rate
     needs (decision reason HoldingForBursts)."""
+    last_burst_return_time: str | None = None
+    """When, while that held, the arrival rate last came back up to the bursts' highest (within 20% of it) after
+    falling under it (RFC 3339): the hold lasts scaleDown.burstMemorySeconds from this too."""
     conditions: list[Condition] | None = None
     """Ready, MetricsAvailable, Autoscaling, SLOMet, Stalled, Reconciling."""

@@ -278,7 +278,7 @@ def last_decision(obs: Observation, decision: Decision, now: float, retuned: Tun
 def resumed_history(status: dict[str, Any]) -> History:
     """The loop's memory after an operator restart: when it last scaled (status.lastScaleTime) and retuned
     (status.lastDecision.at of a decision that changed batching), and its burst memory (status.lastScaleDownTime,
-    status.lastBurstMissTime).
+    status.lastBurstMissTime, status.lastBurstReturnTime).
 
     Cooldowns and a hold for bursts then survive a restart, so an action is never doubled and a burst learned is not
     lost again; what the model learned is relearned.
@@ -289,12 +289,15 @@ def resumed_history(status: dict[str, Any]) -> History:
     retuned = last.get("at") if last.get("batching") else None
     return History(last_scale_at=_parse(scaled), last_retune_at=_parse(retuned),
                    removed_at=_parse(status.get("lastScaleDownTime")),
-                   missed_at=_parse(status.get("lastBurstMissTime")))
+                   missed_at=_parse(status.get("lastBurstMissTime")),
+                   burst_returned_at=_parse(status.get("lastBurstReturnTime")))
 
 
 def burst_memory(history: History) -> dict[str, str]:
-    """status.lastScaleDownTime and status.lastBurstMissTime, those the loop has (resumed_history reads them)."""
-    times = {"lastScaleDownTime": history.removed_at, "lastBurstMissTime": history.missed_at}
+    """status.lastScaleDownTime, status.lastBurstMissTime and status.lastBurstReturnTime, those the loop has
+    (resumed_history reads them)."""
+    times = {"lastScaleDownTime": history.removed_at, "lastBurstMissTime": history.missed_at,
+             "lastBurstReturnTime": history.burst_returned_at}
     return {key: rfc3339(at) for key, at in times.items() if at is not None}
 
 

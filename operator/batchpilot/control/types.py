@@ -23,8 +23,9 @@ class DecisionReason(enum.StrEnum):
     """Fewer replicas, after the stabilization window."""
     HOLDING_FOR_BURSTS = "HoldingForBursts"
     """Fewer replicas would do, but replicas removed as the load fell were needed back while the SLO was missed: for
-    scaleDown.burstMemorySeconds after that miss none is removed below what the bursts' highest arrival rate needs
-    (none at all while replicas are starting); the pods keep their batching while it holds."""
+    scaleDown.burstMemorySeconds after that miss, or after a burst last came back while it held, none is removed
+    below what the bursts' highest arrival rate needs (none at all while replicas are starting); the pods keep their
+    batching while it holds."""
     STABILIZING = "Stabilizing"
     """Fewer replicas would do, not yet for the whole stabilization window (or within one rate window after metrics
     returned)."""
@@ -157,15 +158,27 @@ class History:
     removed_at: float | None = None
     """When replicas were last removed after the load fell (the rate STEADY_BAND under up_rate): the burst memory's
     scale-down (limits.py)."""
+    removed_rate: float | None = None
+    """The arrival rate the replicas removed at removed_at had been added for (up_rate then): a miss that starts the
+    burst memory holds what this rate needs at least (burst_rate), the load those replicas were needed back for."""
     missed_at: float | None = None
     """The last tick at which the SLO was missed while replicas were starting within scaleDown.burstMemorySeconds of
     the scale-down at removed_at: capacity removed was needed back sooner than a pod starts (limits.py removes none
-    below what the bursts' highest rate, burst_rate, needs for that long)."""
+    below what the bursts' highest rate, burst_rate, needs for that long after it or after burst_returned_at)."""
     burst_rate: float | None = None
-    """The highest arrival rate since the burst memory began holding (the SLO missed at missed_at): while it holds,
+    """The highest arrival rate since the burst memory began holding (the SLO missed at missed_at), and no lower than
+    removed_rate at the miss that began it: while it holds,
     replicas go down to what the policy plans for this rate (Proposal.burst_replicas), not below. None when not
     holding, and in a hold resumed from status after a restart (not saved there) until the next miss: the running
     count is held then."""
+    burst_returned_at: float | None = None
+    """The last tick at which, while the burst memory held, the arrival rate came back up to the bursts' (within
+    STEADY_BAND of burst_rate) after falling under it: the bursts still recur, and the hold lasts
+    scaleDown.burstMemorySeconds from here too (a burst served by the capacity held misses nothing, so a hold kept
+    only from its last miss ran out between bursts; limits.py)."""
+    burst_ebbed: bool = False
+    """Whether the arrival rate has been under the bursts' (STEADY_BAND under burst_rate) since the hold began or a
+    burst last came back: the next reading at the bursts' rate is a burst coming back, not one going on."""
     blind_at: float | None = None
     """The last tick without metrics (no arrival rate): no scale-down for one rate window after it (limits.py), while
     rate() covers only part of its window and reads low."""
