@@ -201,16 +201,20 @@ def test_a_burst_that_comes_back_while_held_renews_the_hold() -> None:
 
 def test_a_miss_holds_at_least_for_the_rate_the_removed_replicas_were_added_for() -> None:
     """A short burst's tail, read at the miss, is under its peak: the hold keeps what the load the removed replicas
-    had been added for needs (the rate of the scale-up before the fall), not only the rates seen from the miss on."""
-    spec_ = spec()
-    calm = tick(spec_, 3, CALM_MS, after_a_burst(spec_), NOW)
-    down = tick(spec_, 3, CALM_MS, calm.history, NOW + STABILIZATION_S)
-    assert (down.replicas, down.history.removed_rate) == (2, BURST_RATE), down.message
+    had been added for needs (the highest rate from their scale-up to the fall), not only the rates seen from the
+    miss on."""
+    spec_, peak = spec(), BURST_RATE * 1.2
+    # rate() still climbed at the scale-up: the burst's peak is read a tick after it.
+    climbed = tick(spec_, 3, CALM_MS, after_a_burst(spec_), NOW - 270, rate=peak)
+    assert (climbed.replicas, climbed.history.up_rate, climbed.history.rise_peak) == (3, BURST_RATE, peak)
+    down = tick(spec_, 3, CALM_MS, climbed.history, NOW)  # calm since the climbed tick: the window is over
+    assert (down.replicas, down.history.removed_rate) == (2, peak), down.message
     at = NOW + STABILIZATION_S + 120
     tail = BURST_RATE * 0.6
     up = tick(spec_, 2, BREACH_MS, down.history, at, rate=tail)
+    assert up.history.rise_peak == tail  # a scale-up starts the next rise's peak
     missed = tick(spec_, 3, BREACH_MS, up.history, at + 15, ready=2, rate=tail)
-    assert (missed.history.missed_at, missed.history.burst_rate) == (at + 15, BURST_RATE)
+    assert (missed.history.missed_at, missed.history.burst_rate) == (at + 15, peak)
 
 
 def test_a_load_that_stays_at_the_bursts_rate_or_comes_back_under_it_does_not_renew_the_hold() -> None:

@@ -62,7 +62,7 @@ def test_a_blip_above_calm_restarts_the_window() -> None:
 
 def test_scaling_starts_the_cooldown_and_clears_calm() -> None:
     up = decide(spec(), obs(2, 150), History(calm_since=NOW - 5), NOW)
-    assert up.history == History(calm_since=None, last_scale_at=NOW, up_rate=10.0)  # the rate of the scale-up
+    assert up.history == History(calm_since=None, last_scale_at=NOW, up_rate=10.0, rise_peak=10.0)  # its rate
     again = decide(spec(), obs(3, 150, ready=2), up.history, NOW + 1)
     assert (again.replicas, again.reason) == (3, "WaitingForReplicas")
 

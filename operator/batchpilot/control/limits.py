@@ -39,6 +39,8 @@ def limit(spec: InferenceServiceSpec, obs: Observation, proposal: Proposal, now:
     bounds, current, history = spec.autoscaling, obs.replicas, proposal.history
     if obs.arrival_rate is None:
         history = replace(history, blind_at=now)
+    elif history.rise_peak is not None:
+        history = replace(history, rise_peak=max(history.rise_peak, obs.arrival_rate))
     history = remembered(spec, obs, history, now)
     proposal = replace(proposal, history=history)
     if current < bounds.min_replicas or current > bounds.max_replicas:
@@ -71,9 +73,10 @@ def remembered(spec: InferenceServiceSpec, obs: Observation, history: History, n
     last miss, a hold ran out between bursts that still came and the next one failed as the first had (MMPP, one
     seed in three: 1.9 points).
 
-    The hold keeps at least what the load the removed replicas were added for needs (removed_rate), not only the
-    rates seen from the miss on: a short burst's tail, read by a 30 s rate() at the miss, is under its peak (MMPP:
-    a hold of 8 pods where the bursts need 15, and the next burst failed)."""
+    The hold keeps at least what the load the removed replicas were added for needs (removed_rate: the highest rate
+    from their scale-up to the scale-down), not only the rates seen from the miss on: a short burst's tail, read by
+    a 30 s rate() at the miss, is under its peak (MMPP: a hold of 8 pods where the bursts need 15, and the next
+    burst failed)."""
     memory = spec.autoscaling.scale_down.burst_memory_seconds
     missed = (memory > 0 and history.removed_at is not None and now - history.removed_at < memory
               and obs.ready_replicas < obs.replicas and missing_slo(spec, obs))
@@ -135,7 +138,7 @@ def _up(spec: InferenceServiceSpec, obs: Observation, proposal: Proposal, now: f
         to = min(to, current + spec.autoscaling.scale_up.max_step)
     up_rate = obs.arrival_rate if obs.arrival_rate is not None else history.up_rate
     return _decided(proposal, to, proposal.reason, f"{evidence}: {current} -> {to}",
-                    replace(_calm_ended(history), last_scale_at=now, up_rate=up_rate))
+                    replace(_calm_ended(history), last_scale_at=now, up_rate=up_rate, rise_peak=up_rate))
 
 
 def _down(spec: InferenceServiceSpec, obs: Observation, proposal: Proposal, now: float) -> Decision:
@@ -174,7 +177,7 @@ def _down(spec: InferenceServiceSpec, obs: Observation, proposal: Proposal, now:
             and obs.arrival_rate < history.up_rate * (1 - STEADY_BAND))
     return _decided(proposal, to, proposal.reason, f"{evidence}: {current} -> {to} after {now - calm_since:.0f}s",
                     replace(_calm_ended(history), last_scale_at=now, removed_at=now if fell else history.removed_at,
-                            removed_rate=history.up_rate if fell else history.removed_rate))
+                            removed_rate=history.rise_peak if fell else history.removed_rate))
 
 
 def _returned(history: History, now: float) -> str:

@@ -158,9 +158,12 @@ class History:
     removed_at: float | None = None
     """When replicas were last removed after the load fell (the rate STEADY_BAND under up_rate): the burst memory's
     scale-down (limits.py)."""
+    rise_peak: float | None = None
+    """The highest arrival rate since replicas were last added (up_rate, then every tick's): the load they were added
+    for, read at its peak rather than at the scale-up, while rate() still climbed."""
     removed_rate: float | None = None
-    """The arrival rate the replicas removed at removed_at had been added for (up_rate then): a miss that starts the
-    burst memory holds what this rate needs at least (burst_rate), the load those replicas were needed back for."""
+    """The load the replicas removed at removed_at had been added for (rise_peak then): a miss that starts the burst
+    memory holds what this rate needs at least (burst_rate), the load those replicas were needed back for."""
     missed_at: float | None = None
     """The last tick at which the SLO was missed while replicas were starting within scaleDown.burstMemorySeconds of
     the scale-down at removed_at: capacity removed was needed back sooner than a pod starts (limits.py removes none
