@@ -9,9 +9,9 @@ Both policies (planner.py, step_rule.py) return a `Proposal`; `limit()` applies 
 3. going down: never within one rate window after a tick without metrics (Stabilizing: rate() reads low until
    its window is whole again); within scaleDown.burstMemorySeconds after the SLO was missed while replicas
    were starting less than that long after a scale-down that followed the load down (HoldingForBursts: the load
-   came back faster than a pod starts), or after the bursts' rate came back while that held, never below the count the policy plans for the bursts' highest arrival
-   rate (Proposal.burst_replicas; the running count when it has none), and a count held whole keeps the pods'
-   batching; and only once fewer replicas have been
+   came back faster than a pod starts), or after the bursts' rate came back while that held, never below the count
+   the policy plans for the bursts' highest arrival rate (Proposal.burst_replicas; the running count when it has
+   none), and a count held whole keeps the pods' batching; and only once fewer replicas have been
    proposed for scaleDown.stabilizationSeconds without a break (Stabilizing), then to the most any of those
    proposals asked for, at most scaleDown.maxStepPercent at once;
 4. any other outcome ends a calm stretch.
