@@ -291,9 +291,9 @@ class ScaleDownSpec(ApiModel):
     burst_memory_seconds: Annotated[int, Field(ge=0, le=86400)] = 1800
     """After the SLO was missed while replicas were starting less than this long after a scale-down that followed the
     load down (a burst came back faster than a pod starts), no replica is removed below what the bursts' highest
-    arrival rate (no lower than the rate the removed replicas had been added for) needs (the planner's count for it, once every replica is ready; the running count under the reactive
-    rule) until this long has passed without such a miss, or without the bursts' rate coming back while it held.
-    0: never hold."""
+    arrival rate needs, taken no lower than the rate the removed replicas had been added for (the planner's count for
+    it, once every replica is ready; the running count under the reactive rule), until this long has passed without
+    such a miss, or without the bursts' rate coming back while it held. 0: never hold."""
 
 
 class MetricsOutageSpec(ApiModel):

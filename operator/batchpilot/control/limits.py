@@ -109,13 +109,8 @@ def missing_slo(spec: InferenceServiceSpec, obs: Observation) -> bool:
 def holding_for_bursts(spec: InferenceServiceSpec, history: History, now: float) -> bool:
     """Whether scale-down waits: a miss (remembered), or a burst back while that held, less than
     scaleDown.burstMemorySeconds ago."""
-    last = held_since(history)
+    last = max((at for at in (history.missed_at, history.burst_returned_at) if at is not None), default=None)
     return last is not None and now - last < spec.autoscaling.scale_down.burst_memory_seconds
-
-
-def held_since(history: History) -> float | None:
-    """The burst memory's last evidence: the last miss, or the last burst back while it held (None: neither)."""
-    return max((at for at in (history.missed_at, history.burst_returned_at) if at is not None), default=None)
 
 
 def cooling_down(spec: InferenceServiceSpec, history: History, now: float) -> bool:
