@@ -152,3 +152,8 @@ def test_t_quantiles_fall_towards_the_normal() -> None:
     assert values[-1] > 1.959963984540054
     with pytest.raises(ValueError, match=">= 1"):
         t_975(0)
+
+
+def test_negative_infinite_latency_counts_as_a_failure() -> None:
+    metrics = run_metrics(record([10.0, -INF]))
+    assert (metrics.failed, metrics.attainment, metrics.p_latency_ms) == (1, 0.5, INF)

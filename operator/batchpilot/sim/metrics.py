@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from batchpilot.sim.types import FloatArray, RunRecord
+from batchpilot.sim.types import BoolArray, FloatArray, RunRecord
 
 WINDOW_S = 60.0
 """Window of `window_attainment`: a minute, the span an SLO dashboard or Triton's summary quantile covers."""
@@ -69,18 +69,22 @@ def _percentile(latency: FloatArray, percentile: float) -> float:
     return float(np.percentile(latency, percentile, method="inverted_cdf"))
 
 
-def _window_attainment(arrival: FloatArray, latency: FloatArray, slo_ms: float, percentile: float) -> float:
-    """Share of the windows with arrivals whose nearest-rank percentile meets the SLO.
+def _window_attainment(arrival: FloatArray, within: BoolArray, percentile: float) -> float:
+    """Share of the windows with arrivals whose nearest-rank percentile meets the SLO (`within`: per request).
 
     Nearest-rank percentile <= SLO is equivalent to "at least p% of the window's requests within the SLO",
-    so it is computed from counts, for all windows at once.
+    so it is computed from counts, for all windows at once: one count per window from the first arrival's to
+    the last's, the windows without arrivals then left out (no sort of the requests, which costs seconds for
+    the ~13 million of a simulated hour).
     """
     if not arrival.size:
         return 1.0
     window = np.floor(arrival / WINDOW_S).astype(np.int64)
-    _, which = np.unique(window, return_inverse=True)
-    total = np.bincount(which)
-    good = np.bincount(which, weights=(latency <= slo_ms).astype(np.float64))
+    window -= window.min()
+    total = np.bincount(window)
+    good = np.bincount(window, weights=within)
+    had = total > 0
+    total, good = total[had], good[had]
     # nearest rank: the p-percentile of n values is the ceil(p n / 100)-th smallest
     rank = np.maximum(np.ceil(total * percentile / 100.0 - 1e-9), 1)
     return float(np.mean(good >= rank))
@@ -88,19 +92,24 @@ def _window_attainment(arrival: FloatArray, latency: FloatArray, slo_ms: float, 
 
 def run_metrics(record: RunRecord) -> RunMetrics:
     """The metrics of one run (see `RunMetrics` for each definition)."""
-    latency = np.where(np.isfinite(record.latency_ms), record.latency_ms, np.inf)  # NaN counts as a failure
+    latency = record.latency_ms
     if latency.shape != record.arrival.shape:
         raise ValueError(f"run {record.policy}/{record.trace}/{record.seed}: {record.arrival.size} arrivals "
                          f"but {latency.size} latencies; the engine records one latency per arrival")
-    within = int(np.count_nonzero(latency <= record.slo_ms))
+    unanswered = ~np.isfinite(latency)
+    failed = int(np.count_nonzero(unanswered))
+    if failed and np.any(latency[unanswered] != np.inf):
+        latency = np.where(unanswered, np.inf, latency)  # NaN (and -inf) count as failures
+    meets = latency <= record.slo_ms
+    within = int(np.count_nonzero(meets))
     gpu_hours = record.gpu_seconds / 3600.0
     return RunMetrics(
         attainment=within / latency.size if latency.size else 1.0,
-        window_attainment=_window_attainment(record.arrival, latency, record.slo_ms, record.percentile),
+        window_attainment=_window_attainment(record.arrival, meets, record.percentile),
         p_latency_ms=_percentile(latency, record.percentile) if latency.size else 0.0,
         gpu_hours=gpu_hours,
         goodput_per_gpu_hour=within / gpu_hours if gpu_hours > 0 else 0.0,
-        failed=int(np.count_nonzero(np.isinf(latency))),
+        failed=failed,
         scale_events=record.scale_events,
         cold_starts=record.cold_starts,
         reloads=record.reloads,

@@ -15,6 +15,7 @@ import numpy.typing as npt
 from batchpilot.control.batch_stats import BatchCompute
 
 FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
 
 
 @dataclass(frozen=True)
