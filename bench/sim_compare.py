@@ -12,12 +12,13 @@ metrics), pareto-<profile>-<trace>.png and timeline-<profile>-<trace>.png.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -191,16 +192,71 @@ def minute_timeline(record: RunRecord) -> dict[str, list[float]]:
     return {"load": load, "replicas": replicas, "latency_ms": latency}
 
 
-def run_all(specs: Sequence[RunSpec], jobs: int, label: str) -> list[RunResult]:
-    """Runs in `jobs` processes, printing progress (long work shows where it is)."""
-    started, done, results = time.perf_counter(), 0, []
+RUNS_FILE = "runs.jsonl"
+"""Every finished run of the report directory, one JSON line each, written as it finishes."""
+SOURCES = ("operator/batchpilot", "bench/sim_compare.py")
+"""What a run's result depends on (the planner, the simulator, its policies and profiles, the services here),
+from the repository root."""
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def code_fingerprint(root: Path = ROOT) -> str:
+    """Digest of SOURCES (paths and bytes, caches left out) and numpy's version: a stored run counts only for
+    the very code that made it."""
+    digest = hashlib.sha256(f"numpy {np.__version__}".encode())
+    for source in SOURCES:
+        top = root / source
+        for path in sorted([top] if top.is_file() else top.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+class RunStore:
+    """The runs.jsonl of a report directory: a benchmark stopped part way (hours on 2 cores) resumes where it
+    stopped, and a run planned twice (the best setting's seed-0 run is its sweep run) runs once. Lines of other
+    code (another fingerprint) are dropped when it opens; `fresh` drops every line."""
+
+    def __init__(self, path: Path, fingerprint: str, fresh: bool = False) -> None:
+        self.path, self.fingerprint = path, fingerprint
+        self.runs: dict[RunSpec, RunResult] = {}
+        lines = [] if fresh or not path.exists() else path.read_text().splitlines()
+        kept = []
+        for line in lines:
+            try:
+                entry = json.loads(line)
+                if entry["code"] != fingerprint:
+                    continue
+                result = result_from(entry["run"])
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut short by a kill, or of an older format: that run runs again
+            self.runs[result.spec] = result
+            kept.append(line)
+        self.dropped = len(lines) - len(kept)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(f"{line}\n" for line in kept))
+
+    def add(self, result: RunResult) -> None:
+        self.runs[result.spec] = result
+        with self.path.open("a") as f:
+            f.write(json.dumps({"code": self.fingerprint, "run": result_dict(result)}) + "\n")
+
+
+def run_all(specs: Sequence[RunSpec], jobs: int, label: str, store: RunStore) -> list[RunResult]:
+    """The runs of `specs` in their order: those in `store` read back, the others in `jobs` processes (each
+    stored as it finishes), printing progress (long work shows where it is)."""
+    todo = list(dict.fromkeys(s for s in specs if s not in store.runs))
+    if len(todo) < len(specs):
+        print(f"[sim] {label}: {len(specs) - len(todo)} of {len(specs)} runs read back from {store.path} "
+              "(same code)", flush=True)
+    started, done = time.perf_counter(), 0
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        for result in pool.map(run_one, specs, chunksize=1):
-            results.append(result)
+        for future in as_completed([pool.submit(run_one, spec) for spec in todo]):
+            store.add(future.result())
             done += 1
-            if done % max(1, len(specs) // 10) == 0 or done == len(specs):
-                print(f"[sim] {label}: {done}/{len(specs)} runs, {time.perf_counter() - started:.0f}s", flush=True)
-    return results
+            if done % max(1, len(todo) // 10) == 0 or done == len(todo):
+                print(f"[sim] {label}: {done}/{len(todo)} runs, {time.perf_counter() - started:.0f}s", flush=True)
+    return [store.runs[s] for s in specs]
 
 
 def best_setting(results: Sequence[RunResult]) -> float | None:
@@ -269,6 +325,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="Batchpilot's spec.batching.maxInstanceCount: auto batching may run up to N model instances "
                         "per pod (the simulator slows batches in flight together by the profile's measured "
                         "contention); the peers keep one")
+    p.add_argument("--fresh", action="store_true",
+                   help=f"run everything again: drop the runs stored in OUT/{RUNS_FILE} (by default a run stored "
+                        "there by the same code is read back, so a stopped benchmark resumes)")
     p.add_argument("--quick", action="store_true",
                    help="smoke test: step trace, resnet50, 1 seed, 30 minutes (the step at 20), defaults only (no sweep)")
     args = p.parse_args(argv)
@@ -292,15 +351,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         _, batching, capacity = sized(service)
         print(f"[sim] {service}: best static batching {batching}, measured capacity {capacity:.0f} req/s per pod",
               flush=True)
+    store = RunStore(args.out / RUNS_FILE, code_fingerprint(), fresh=args.fresh)
+    if store.runs or store.dropped:
+        print(f"[sim] {store.path}: {len(store.runs)} runs of this code kept, {store.dropped} of other code dropped"
+              " (--fresh runs everything again)", flush=True)
+    stored = set(store.runs)
     sweeps, groups = plan(args)
-    swept = run_all(sweeps, args.jobs, "sweep (seed 0)") if sweeps else []
+    swept = run_all(sweeps, args.jobs, "sweep (seed 0)", store)
     best = {g: best_setting([r for r in swept if (r.spec.service, r.spec.trace, r.spec.family) == g])
             for g in groups}
-    results = run_all(final_specs(args, best), args.jobs, "runs")
+    results = run_all(final_specs(args, best), args.jobs, "runs", store)
     wall = time.perf_counter() - started
     simulated_h = sum(r.simulated_s for r in [*swept, *results]) / 3600.0
     run_wall = sum(r.wall_s for r in [*swept, *results])
     meta = {"args": {k: str(v) for k, v in vars(args).items()}, "wall_s": wall,
+            "read_back": len({r.spec for r in [*swept, *results]} & stored),
             "simulated_hours": simulated_h, "simulated_hours_per_wall_s": simulated_h / max(run_wall, 1e-9),
             "services": {k: asdict(SERVICES[k]) | {"capacity": sized(k)[2], "batching": asdict(sized(k)[1])}
                          for k in args.services}}
@@ -316,6 +381,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def result_dict(r: RunResult) -> dict[str, Any]:
     return {"spec": asdict(r.spec), "policy": r.policy, "setting": r.setting, "metrics": asdict(r.metrics),
             "wall_s": r.wall_s, "simulated_s": r.simulated_s, "timeline": r.timeline}
+
+
+def result_from(d: dict[str, Any]) -> RunResult:
+    """result_dict's inverse."""
+    return RunResult(RunSpec(**d["spec"]), d["policy"], d["setting"], RunMetrics(**d["metrics"]), d["wall_s"],
+                     d["simulated_s"], d["timeline"])
 
 
 if __name__ == "__main__":

@@ -84,7 +84,9 @@ def write_report(out: Path, results: Sequence[RunResult], swept: Sequence[RunRes
     counts) let bench/compare_report.py write the sandbox comparison in the same format."""
     grouped = group(results)
     lines = [f"# {title}", "",
-             intro or f"{len(results)} runs plus {len(swept)} sweep runs, {meta['wall_s']:.0f} s wall, "
+             intro or f"{len(results)} runs plus {len(swept)} sweep runs"
+             + (f" ({meta['read_back']} distinct runs read back from runs.jsonl, made by the same code)"
+                if meta.get("read_back") else "") + f", {meta['wall_s']:.0f} s wall, "
              f"{meta['simulated_hours_per_wall_s']:.2f} simulated hours per wall second per process. "
              f"Arguments: `{meta['args']}`.", "",
              "Attainment: share of requests answered within the SLO (timeouts and drops are misses); window: share "

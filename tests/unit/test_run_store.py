@@ -1,0 +1,78 @@
+"""The simulator benchmark's store of finished runs (bench.sim_compare.RunStore): a stopped benchmark resumes
+with the runs the same code made, and nothing else."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from bench.sim_compare import RunResult, RunSpec, RunStore, code_fingerprint, run_all
+
+from batchpilot.sim.metrics import RunMetrics
+
+
+def result(seed: int, setting: float | None = None) -> RunResult:
+    spec = RunSpec("resnet50", "step", seed, "keda-rate", setting, "cached-image", 120.0, True, None)
+    metrics = RunMetrics(attainment=0.95, window_attainment=0.5, p_latency_ms=math.inf, gpu_hours=0.1 * (seed + 1),
+                         goodput_per_gpu_hour=1e6 / 3, failed=7, scale_events=2, cold_starts=1, reloads=0,
+                         mean_replicas=2.5)
+    timeline = {"load": [10.0, 0.1 + 0.2], "replicas": [2.0, 3.0], "latency_ms": [12.5, math.inf]}
+    return RunResult(spec, "keda-rate", "swept 583 req/s", metrics, 1.25, 120.0, timeline)
+
+
+def test_a_stored_run_reads_back_equal(tmp_path: Path) -> None:
+    path = tmp_path / "runs.jsonl"
+    first = RunStore(path, "code-a")
+    first.add(result(0, 583.3333333333334))
+    first.add(result(1))
+    again = RunStore(path, "code-a")
+    assert again.runs == {r.spec: r for r in (result(0, 583.3333333333334), result(1))}
+    assert again.dropped == 0
+
+
+def test_runs_of_other_code_and_cut_lines_are_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "runs.jsonl"
+    RunStore(path, "code-a").add(result(0))
+    RunStore(path, "code-a").add(result(1))
+    with path.open("a") as f:
+        f.write('{"code": "code-b", "run": {"spec"')  # killed while writing
+    store = RunStore(path, "code-b")
+    assert (store.runs, store.dropped) == ({}, 3)
+    assert path.read_text() == ""
+
+
+def test_fresh_drops_every_run(tmp_path: Path) -> None:
+    path = tmp_path / "runs.jsonl"
+    RunStore(path, "code-a").add(result(0))
+    assert RunStore(path, "code-a", fresh=True).runs == {}
+    assert RunStore(path, "code-a").runs == {}
+
+
+def test_stored_runs_are_read_back_not_run(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "runs.jsonl", "code-a")
+    stored = [result(0), result(1)]
+    for r in stored:
+        store.add(r)
+    # a run planned twice (the best setting's seed-0 run is its sweep run) is read back twice, nothing runs
+    specs = [stored[1].spec, stored[0].spec, stored[1].spec]
+    assert run_all(specs, 1, "test", store) == [stored[1], stored[0], stored[1]]
+
+
+def test_fingerprint_follows_the_sources_not_their_caches(tmp_path: Path) -> None:
+    (tmp_path / "operator/batchpilot/sim/__pycache__").mkdir(parents=True)
+    (tmp_path / "bench").mkdir()
+    planner = tmp_path / "operator/batchpilot/planner.py"
+    planner.write_text("TARGET = 0.85\n")
+    (tmp_path / "operator/batchpilot/sim/profile.json").write_text("{}")
+    (tmp_path / "bench/sim_compare.py").write_text("SERVICES = {}\n")
+    before = code_fingerprint(tmp_path)
+    (tmp_path / "operator/batchpilot/sim/__pycache__/planner.cpython-311.pyc").write_bytes(b"\0")
+    (tmp_path / "bench/sim_report.py").write_text("# the report's code does not change a run\n")
+    assert code_fingerprint(tmp_path) == before
+    for path, text in [(planner, "TARGET = 0.9\n"), (tmp_path / "operator/batchpilot/sim/profile.json", '{"a": 1}'),
+                       (tmp_path / "bench/sim_compare.py", "SERVICES = {'bert': 1}\n")]:
+        kept = path.read_text()
+        path.write_text(text)
+        assert code_fingerprint(tmp_path) != before, path
+        path.write_text(kept)
+    assert code_fingerprint(tmp_path) == before
