@@ -75,7 +75,7 @@ bench: deps tools bench-sim bench-fleet compare bench-faults ## reconcile 1,000 
 	$(BIN)/python -m bench.decide_cost --out out/bench
 	$(BIN)/python -m bench.sim_validate --out out/bench/validate
 
-bench-sim: deps ## the simulator comparison alone (every trace, the three services (ResNet-50 and BERT on H100 curves, ResNet-50 on the H200 kernel curve), 5 seeds, peers swept), served however late and with late requests rejected, and the MMPP ceiling of any reactive policy (bench/sim_ceiling.py); writes out/bench/sim/ and out/bench/sim-reject-late/
+bench-sim: deps ## the simulator comparison alone (every trace, the three services (ResNet-50 and BERT on H100 curves, ResNet-50 on the H200 kernel curve), 5 seeds, peers swept), served however late and with late requests rejected, and the MMPP ceiling of any reactive policy (bench/sim_ceiling.py); writes out/bench/sim/ and out/bench/sim-reject-late/; stopped, it resumes from their runs.jsonl (SIM_ARGS=--fresh runs everything again)
 	$(BIN)/python -m bench.sim_compare --out out/bench/sim $(SIM_ARGS)
 	$(BIN)/python -m bench.sim_compare --reject-late --out out/bench/sim-reject-late $(SIM_ARGS)
 	for c in cached-image image-pull new-node; do $(BIN)/python -m bench.sim_ceiling --seeds 5 --cold-start $$c; done > out/bench/sim-reject-late/ceiling-mmpp.md

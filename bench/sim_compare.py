@@ -7,6 +7,10 @@ Per (profile, trace): every threshold peer is swept on seed 0 and its best setti
 >= 99% attainment, else the highest attainment) is then run on every seed beside its documented default,
 Batchpilot, static peak provisioning and the oracle. Writes report.md (tables), results.json (every run's
 metrics), pareto-<profile>-<trace>.png and timeline-<profile>-<trace>.png.
+
+Each run is also stored in runs.jsonl as it finishes, with a fingerprint of the code that made it: run the same
+command again (after a kill, a reboot, or with more traces or seeds) and the runs that code already made are read
+back, not simulated again; --fresh runs everything again.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from batchpilot.sim.policies import FAMILIES, PeerContext, make, settings
 from batchpilot.sim.policies.batchpilot import BatchpilotPolicy, service_spec
 from batchpilot.sim.policies.sizing import best_static_batching, measure_capacity, replicas_for
 from batchpilot.sim.profile import ComputeCurve, load_curve
-from batchpilot.sim.traces import TRACES
+from batchpilot.sim.traces import TRACES, with_warmup
 from batchpilot.sim.types import Policy, RunRecord, Trace
 
 BATCHPILOT_UTILIZATION_SWEEP = (0.5, 0.6, 0.7, 0.9, 0.95)
@@ -89,6 +93,8 @@ class RunSpec:
     for Batchpilot, the same queue timeout in the peers' static batching)."""
     max_instances: int | None = None
     """Batchpilot's spec.batching.maxInstanceCount (None: unset, one instance per pod like the peers)."""
+    warmup_s: float = 0.0
+    """Seconds of the first minute's load before the trace, not measured (traces.with_warmup); 0: none."""
 
 
 def sized(service: str) -> tuple[ComputeCurve, Any, float]:
@@ -105,17 +111,30 @@ def sizing(s: Service) -> tuple[ComputeCurve, Any, float]:
 
 
 def trace_for(spec: RunSpec) -> Trace:
-    return _trace(spec.service, spec.trace, spec.seed, spec.duration_s)
+    return _trace(spec.service, spec.trace, spec.seed, spec.duration_s, spec.warmup_s)
+
+
+WARMUP_MARGIN_S = 300.0
+"""--warmup past the longest cold start: the HPA's 300 s scale-down stabilization window (KEDA scales through the
+HPA). The run starts at or under what each policy keeps for the first minute's load (the count at full measured
+capacity), so the warm-up waits for scale-ups, not for Ray Serve's 600 s downscale delay."""
+
+
+def warmup_for(cold_start: str) -> float:
+    """--warmup's length: a pod asked for at the start is Ready by the preset's longest cold start, and every
+    policy's windows have filled WARMUP_MARGIN_S later."""
+    return COLD_STARTS[cold_start].high_s + WARMUP_MARGIN_S
 
 
 @lru_cache(maxsize=1)
-def _trace(service: str, name: str, seed: int, duration_s: float | None) -> Trace:
+def _trace(service: str, name: str, seed: int, duration_s: float | None, warmup_s: float) -> Trace:
     """Kept for the next run, read-only: a worker's runs come in plan order, so most in a row share their trace
     (a sweep's settings; the policies of one seed), and an hour's 13 million arrivals take 0.3-3 s to draw."""
     _, _, capacity = sized(service)
     trace = TRACES[name](SERVICES[service].load_pods * capacity, seed)
     if duration_s is not None and duration_s < trace.duration_s:
         trace = replace(trace, arrivals=trace.arrivals[trace.arrivals < duration_s], duration_s=duration_s)
+    trace = with_warmup(trace, warmup_s)
     trace.arrivals.flags.writeable = False
     return trace
 
@@ -282,7 +301,7 @@ def plan(args: argparse.Namespace) -> tuple[list[RunSpec], list[tuple[str, str, 
                     continue
                 groups.append((service, trace, family))
                 sweeps += [RunSpec(service, trace, 0, family, v, args.cold_start, args.duration_s, args.reject_late,
-                                   args.max_instances) for v in sweep]
+                                   args.max_instances, args.warmup_s) for v in sweep]
     return sweeps, groups
 
 
@@ -294,13 +313,25 @@ def final_specs(args: argparse.Namespace, best: dict[tuple[str, str, str], float
                 def spec(family: str, setting: float | None, seed: int = seed, trace: str = trace,
                          service: str = service) -> RunSpec:
                     return RunSpec(service, trace, seed, family, setting, args.cold_start, args.duration_s,
-                                   args.reject_late, args.max_instances)
+                                   args.reject_late, args.max_instances, args.warmup_s)
                 for family in args.families:
                     specs.append(spec(family, None))
                     chosen = best.get((service, trace, family))
                     if chosen is not None:
                         specs.append(spec(family, chosen))
     return specs
+
+
+WORKER_BYTES = 1.5 * 2**30
+"""Memory one worker process may take: one peaked at 0.93 GB on the 2-hour compressed day (26 million arrivals,
+Batchpilot, ru_maxrss; its trace is kept for the next run)."""
+
+
+def default_jobs() -> int:
+    """One worker per CPU this process may use, fewer where memory would not hold them."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return max(1, min(cpus, int(memory // WORKER_BYTES)))
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -313,7 +344,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--cold-start", default="cached-image", choices=list(COLD_STARTS))
     p.add_argument("--duration", dest="duration_s", type=float, default=None,
                    help="cut every trace to this many seconds")
-    p.add_argument("--jobs", type=int, default=max(1, min(4, os.cpu_count() or 1)), help="worker processes")
+    p.add_argument("--jobs", type=int, default=default_jobs(),
+                   help="worker processes (default: one per CPU, as memory allows at 1.5 GiB each)")
     p.add_argument("--families", nargs="+", default=["batchpilot", *FAMILIES], choices=["batchpilot", *FAMILIES],
                    help="policies to run (default: Batchpilot and every peer)")
     p.add_argument("--no-sweep", dest="sweep", action="store_false",
@@ -325,6 +357,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="Batchpilot's spec.batching.maxInstanceCount: auto batching may run up to N model instances "
                         "per pod (the simulator slows batches in flight together by the profile's measured "
                         "contention); the peers keep one")
+    p.add_argument("--warmup", action="store_true",
+                   help="begin every run with a warm-up at the first minute's load, not measured: the cold-start "
+                        "preset's longest plus 5 minutes, so each policy meets the trace in its own steady state "
+                        "(default: none; every policy starts with the replicas the first minute needs at full "
+                        "measured capacity)")
     p.add_argument("--fresh", action="store_true",
                    help=f"run everything again: drop the runs stored in OUT/{RUNS_FILE} (by default a run stored "
                         "there by the same code is read back, so a stopped benchmark resumes)")
@@ -334,6 +371,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.quick:
         args.services, args.traces, args.seeds, args.sweep = ["resnet50"], ["step"], 1, False
         args.duration_s = args.duration_s or 1800.0
+    args.warmup_s = warmup_for(args.cold_start) if args.warmup else 0.0
     if args.seeds < 1:
         p.error(f"--seeds must be >= 1, got {args.seeds}")
     if args.max_instances is not None and not 1 <= args.max_instances <= 16:

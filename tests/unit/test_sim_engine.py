@@ -16,6 +16,7 @@ from batchpilot.sim.engine import SimConfig, Simulation, simulate
 from batchpilot.sim.lifecycle import COLD_STARTS, Phase
 from batchpilot.sim.policies.batchpilot import BatchpilotPolicy, observation, service_spec
 from batchpilot.sim.profile import ComputeCurve
+from batchpilot.sim.traces import with_warmup
 from batchpilot.sim.types import Action, Batching, ColdStart, RunRecord, Trace, View
 
 CURVE = ComputeCurve("test", ((1, 5.0), (8, 8.0), (32, 20.0)))
@@ -75,6 +76,19 @@ def test_a_static_run_by_hand() -> None:
     assert set(record.timeline_ready) == {2} and set(record.timeline_billed) == {2}
     assert (record.scale_events, record.cold_starts, record.reloads) == (0, 0, 0)
     assert (record.policy, record.trace, record.seed, record.slo_ms) == ("stub", "even", 1, 50.0)
+
+
+def test_a_warm_up_is_simulated_not_measured() -> None:
+    # 1 pod, 2 asked for at 15 s (Ready at 45 s) in the 60 s warm-up, 3 at 90 s (30 s into the trace)
+    trace = even(20.0, 120.0)
+    stub = Stub(1, lambda view: Action(3 if view.at >= 90.0 else 2 if view.at >= 15.0 else 1))
+    record = simulate(with_warmup(trace, 60.0), stub, config(), seed=1)
+    assert record.duration_s == 120.0 and record.timeline_t == [float(t) for t in range(120)]
+    np.testing.assert_allclose(record.arrival, trace.arrivals, atol=1e-9)
+    assert record.latency_ms.shape == trace.arrivals.shape and np.isfinite(record.latency_ms).all()
+    assert (record.timeline_ready[0], record.timeline_ready[59], record.timeline_ready[60]) == (2, 2, 3)
+    assert record.gpu_seconds == pytest.approx(120.0 + 120.0 + (180.0 - 90.0))  # from the warm-up's end on
+    assert (record.scale_events, record.cold_starts) == (1, 1)
 
 
 def test_cold_start_delays_readiness_and_is_billed() -> None:

@@ -23,6 +23,7 @@ from batchpilot.sim.traces import (
     mmpp_path,
     ramp_spike_rate,
     step,
+    with_warmup,
 )
 from batchpilot.sim.types import Trace
 
@@ -330,3 +331,22 @@ def test_azure_2021_errors_say_where_and_what(tmp_path: Path, lines: list[str], 
         load_azure_2021(path, **kwargs)
     for fragment in [str(path), *fragments]:
         assert fragment in str(error.value)
+
+
+def test_a_warm_up_runs_the_first_minute_load_before_the_trace() -> None:
+    trace = step(50.0, 200.0, 600.0, 1800.0, seed=3)
+    warm = with_warmup(trace, 900.0)
+    before = int(np.count_nonzero(warm.arrivals < 900.0))
+    assert (warm.duration_s, warm.warmup_s, warm.name, warm.seed) == (2700.0, 900.0, "step", 3)
+    np.testing.assert_array_equal(warm.arrivals[before:], trace.arrivals + 900.0)
+    assert np.all(np.diff(warm.arrivals) >= 0) and warm.arrivals[0] >= 0.0
+    first_minute = np.count_nonzero(trace.arrivals < 60.0) / 60.0
+    assert before == pytest.approx(900.0 * first_minute, abs=5 * math.sqrt(900.0 * first_minute))
+    np.testing.assert_array_equal(with_warmup(trace, 900.0).arrivals, warm.arrivals)  # seeded
+    assert with_warmup(trace, 0.0) is trace
+
+
+@pytest.mark.parametrize("warmup_s", [-1.0, math.inf, math.nan])
+def test_a_warm_up_needs_a_finite_length(warmup_s: float) -> None:
+    with pytest.raises(ValueError, match="warmup_s must be finite and >= 0"):
+        with_warmup(step(50.0, 200.0, 600.0, 1800.0, seed=3), warmup_s)

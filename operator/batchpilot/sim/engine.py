@@ -9,10 +9,14 @@ pod at a time, `reload_s` apart, as the operator's retune pass does (retune.py);
 
 Fairness: cold starts, routing and each pod's batcher noise come from separate streams seeded by (seed, name),
 so two policies on the same seed see the same cold-start sequence and a run is reproducible.
+
+A trace with a warm-up (traces.with_warmup) runs whole, and the record leaves its first `Trace.warmup_s` out:
+requests, timeline, GPU time, scale events, cold starts and reloads, with times counted from its end.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 import zlib
@@ -123,6 +127,8 @@ class Simulation:
         """Slice k's arrivals are requests _edges[k] .. _edges[k + 1] - 1."""
         self._edges[-1] = len(self.arrivals)
         self._next_scrape, self._next_decision = 0.0, policy.period_s
+        self._counted_before: tuple[int, int, int] | None = (0, 0, 0) if trace.warmup_s == 0 else None
+        """(scale events, cold starts, reloads) when the warm-up ended: what the record leaves out."""
 
     def _batcher(self, pod: Pod, batching: Batching, start_s: float) -> ReplicaBatcher:
         c = self.config
@@ -145,6 +151,8 @@ class Simulation:
         c = self.config
         t = k * c.dt_s
         end = min(t + c.dt_s, self.trace.duration_s)
+        if self._counted_before is None and t + 1e-9 >= self.trace.warmup_s:
+            self._counted_before = (self.record.scale_events, self.fleet.cold_starts, self.record.reloads)
         ready = {p.index: p.batcher for p in self.fleet.ready if p.batcher is not None}
         if t + 1e-9 >= self._next_scrape:
             self.monitor.scrape(t, ready)
@@ -241,4 +249,21 @@ class Simulation:
         r.latency_ms = self.latency
         r.gpu_seconds = self.fleet.gpu_seconds(self.trace.duration_s)
         r.cold_starts = self.fleet.cold_starts
+        if self.trace.warmup_s > 0:
+            self._after_warmup(r)
         return r
+
+    def _after_warmup(self, r: RunRecord) -> None:
+        """Leave the warm-up out of the record: its requests, samples, GPU time and counts; times from its end."""
+        w = self.trace.warmup_s
+        first = int(np.searchsorted(self.arrivals, w))
+        r.arrival, r.latency_ms = self.arrivals[first:] - w, self.latency[first:]
+        kept = bisect.bisect_left(r.timeline_t, w - 1e-9)
+        r.timeline_t = [t - w for t in r.timeline_t[kept:]]
+        r.timeline_replicas, r.timeline_ready = r.timeline_replicas[kept:], r.timeline_ready[kept:]
+        r.timeline_billed = r.timeline_billed[kept:]
+        r.gpu_seconds -= self.fleet.gpu_seconds(w)
+        events, cold_starts, reloads = self._counted_before or (r.scale_events, r.cold_starts, r.reloads)
+        r.scale_events, r.cold_starts, r.reloads = (r.scale_events - events, r.cold_starts - cold_starts,
+                                                    r.reloads - reloads)
+        r.duration_s = self.trace.duration_s - w

@@ -14,7 +14,9 @@ built so that every shape offers about that mean load and results compare across
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 import numpy.typing as npt
@@ -79,6 +81,30 @@ def from_rate(rate: RateFn | npt.ArrayLike, duration_s: float, seed: int, *, bin
     _check_rates(rates, name)
     return Trace(name=name, arrivals=_poisson_arrivals(edges, rates, _rng(seed)), duration_s=duration_s,
                  seed=seed)
+
+
+def with_warmup(trace: Trace, warmup_s: float) -> Trace:
+    """`trace` after `warmup_s` seconds of Poisson arrivals at its first minute's mean rate, drawn from a
+    stream of their own (the trace's arrivals are the same, shifted).
+
+    A run starts with the replicas the first minute needs at full measured capacity, the same for every policy;
+    after a warm-up each policy meets the trace in its own steady state for that load instead (the count its
+    target keeps, its windows filled), as a service that has been running would. The engine measures only
+    what comes after the warm-up (Trace.warmup_s).
+    """
+    if not (math.isfinite(warmup_s) and warmup_s >= 0):
+        raise ValueError(f"warmup_s must be finite and >= 0 seconds, got {warmup_s!r}")
+    if warmup_s == 0:
+        return trace
+    first = min(60.0, trace.duration_s)
+    rate = np.array([np.count_nonzero(trace.arrivals < first) / first])
+    warm = _poisson_arrivals(np.array([0.0, warmup_s]), rate, np.random.default_rng([trace.seed, WARMUP_STREAM]))
+    return replace(trace, arrivals=np.concatenate([warm, trace.arrivals + warmup_s]),
+                   duration_s=trace.duration_s + warmup_s, warmup_s=trace.warmup_s + warmup_s)
+
+
+WARMUP_STREAM = zlib.crc32(b"warmup")
+"""with_warmup's random stream, apart from the trace's own."""
 
 
 def step(base: float, peak: float, at_s: float, duration_s: float, seed: int) -> Trace:

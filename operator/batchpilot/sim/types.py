@@ -28,6 +28,9 @@ class Trace:
     """Sorted arrival times, seconds from 0, all < duration_s."""
     duration_s: float
     seed: int = 0
+    warmup_s: float = 0.0
+    """The first seconds are a warm-up (traces.with_warmup): simulated, not measured, the run's record covers
+    the rest."""
 
     def rate(self, bin_s: float = 60.0) -> tuple[FloatArray, FloatArray]:
         """(bin start times, requests/s in each bin): for plots and for the oracle."""

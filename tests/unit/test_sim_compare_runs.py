@@ -1,12 +1,14 @@
-"""The simulator benchmark's store of finished runs (bench.sim_compare.RunStore): a stopped benchmark resumes
-with the runs the same code made, and nothing else."""
+"""How the simulator benchmark runs its runs (bench.sim_compare): the store of finished runs (RunStore), so a stopped
+benchmark resumes with the runs the same code made and nothing else, and the worker count."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
-from bench.sim_compare import RunResult, RunSpec, RunStore, code_fingerprint, run_all
+import pytest
+from bench import sim_compare
+from bench.sim_compare import RunResult, RunSpec, RunStore, code_fingerprint, default_jobs, run_all
 
 from batchpilot.sim.metrics import RunMetrics
 
@@ -76,3 +78,26 @@ def test_fingerprint_follows_the_sources_not_their_caches(tmp_path: Path) -> Non
         assert code_fingerprint(tmp_path) != before, path
         path.write_text(kept)
     assert code_fingerprint(tmp_path) == before
+
+
+@pytest.mark.parametrize(("cpus", "gib", "jobs"), [
+    pytest.param(16, 128, 16, id="one-per-cpu"),
+    pytest.param(16, 8, 5, id="memory-bound"),
+    pytest.param(2, 1, 1, id="at-least-one"),
+])
+def test_workers_one_per_cpu_as_memory_allows(monkeypatch: pytest.MonkeyPatch, cpus: int, gib: int, jobs: int) -> None:
+    monkeypatch.setattr(sim_compare.os, "sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
+    monkeypatch.setattr(sim_compare.os, "sysconf", lambda name: {"SC_PAGE_SIZE": 4096}.get(name, gib * 2**30 // 4096))
+    assert default_jobs() == jobs
+
+
+@pytest.mark.parametrize(("args", "warmup_s"), [
+    pytest.param([], 0.0, id="none-by-default"),
+    pytest.param(["--warmup"], 360.0, id="cached-image-60s-plus-5-min"),
+    pytest.param(["--warmup", "--cold-start", "new-node"], 900.0, id="new-node-10-min-plus-5"),
+])
+def test_warmup_lasts_the_longest_cold_start_and_five_minutes(args: list[str], warmup_s: float) -> None:
+    parsed = sim_compare.parse_args(args)
+    assert parsed.warmup_s == warmup_s
+    sweeps, _ = sim_compare.plan(parsed)
+    assert {s.warmup_s for s in sweeps} == {warmup_s}
