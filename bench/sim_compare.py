@@ -391,8 +391,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               flush=True)
     store = RunStore(args.out / RUNS_FILE, code_fingerprint(), fresh=args.fresh)
     if store.runs or store.dropped:
-        print(f"[sim] {store.path}: {len(store.runs)} runs of this code kept, {store.dropped} of other code dropped"
-              " (--fresh runs everything again)", flush=True)
+        print(f"[sim] {store.path}: {len(store.runs)} runs of this code kept, {store.dropped} dropped (other code, or "
+              "cut short by a kill; --fresh runs everything again)", flush=True)
     stored = set(store.runs)
     sweeps, groups = plan(args)
     swept = run_all(sweeps, args.jobs, "sweep (seed 0)", store)
