@@ -73,6 +73,21 @@ half an hour ago may come back (MMPP flash crowds: trials between bursts cost 0.
 
 RISE_BAND = STEADY_BAND
 """A rate more than this fraction above the previous tick's is a rise: the plan projects it forward."""
+TREND_STEP_S = 60.0
+"""The arrival rate is marked this often (History.rate_marks) to see a rise that lasts minutes (trend)."""
+TREND_MARKS = 4
+"""A trend is a rise over every one of the last TREND_MARKS - 1 steps: three minutes of climbing, which a step or a
+flash crowd (one jump, then flat) never shows, nor a stationary load's noise."""
+TREND_FLOOR = 0.02
+"""Each step of a trend rises at least this fraction of its starting rate per minute (a compressed day's morning
+climbs ~2.5% of its mean a minute; a 30 s rate of Gamma CV 8 arrivals wanders ~2.4% at random)."""
+STARTS_SEEN = 5
+"""The cold starts remembered (History.starts): the longest of them is expected of the next. Starts vary (a new
+node takes 3-10 minutes); planning a climb over the last one alone left a compressed day's rise short by two pods
+for minutes after a 3-minute start was followed by longer ones."""
+START_AHEAD_MAX_S = 600.0
+"""The longest a trend is carried ahead: a new node's cold start (3-10 minutes); a pod that has not started in that
+time is stuck, not slow, and the trend past it is a guess."""
 
 
 def projected(spec: InferenceServiceSpec, obs: Observation, history: History, now: float) -> float:
@@ -93,6 +108,66 @@ def projected(spec: InferenceServiceSpec, obs: Observation, history: History, no
     if gap <= 0 or gap > obs.window_s or rate <= before * (1 + RISE_BAND):
         return rate
     return rate + (rate - before) * (obs.window_s / 2) / gap
+
+
+def marked(history: History, rate: float, now: float) -> History:
+    """History with this tick's rate among the trend's marks when TREND_STEP_S has passed since the last one."""
+    marks = history.rate_marks
+    if marks and now - marks[-1][0] < TREND_STEP_S:
+        return history
+    return replace(history, rate_marks=(*marks, (now, rate))[-TREND_MARKS:])
+
+
+def trend(history: History) -> float:
+    """How fast the load has been climbing, requests/s per second: the slowest of the last TREND_MARKS - 1 steps
+    between marks, when every one of them rose by TREND_FLOOR a minute or more; else 0 (no trend)."""
+    marks = history.rate_marks
+    if len(marks) < TREND_MARKS:
+        return 0.0
+    slopes = []
+    for (t0, r0), (t1, r1) in zip(marks, marks[1:], strict=False):
+        gap = t1 - t0
+        if gap > 2 * TREND_STEP_S or r1 - r0 < TREND_FLOOR * r0 * gap / 60.0:
+            return 0.0  # a gap in the marks (no metrics, a restart), or a step that did not climb
+        slopes.append((r1 - r0) / gap)
+    return min(slopes)
+
+
+def started(history: History, obs: Observation, now: float) -> History:
+    """History with the cold start measured: the replicas asked for at `asked` are ready after now - asked, and
+    replicas starting now are timed from this tick (a scale-down while they start ends the timing without a
+    measure)."""
+    asked, starts = history.asked, history.starts
+    if asked is not None and obs.ready_replicas >= min(asked[1], obs.replicas):
+        if obs.replicas >= asked[1]:
+            starts = (*starts, now - asked[0])[-STARTS_SEEN:]
+        asked = None
+    if asked is None and obs.replicas > obs.ready_replicas:
+        asked = (now, obs.replicas)
+    return replace(history, asked=asked, starts=starts)
+
+
+def start_ahead(history: History, now: float) -> float:
+    """How long a replica asked for now will take to serve, as far as seen: the longest of the last STARTS_SEEN cold
+    starts measured, or the time the replicas starting now have taken so far if longer; at most START_AHEAD_MAX_S
+    (0: none seen yet)."""
+    waited = now - history.asked[0] if history.asked is not None else 0.0
+    return min(START_AHEAD_MAX_S, max((*history.starts, waited)))
+
+
+def ahead(spec: InferenceServiceSpec, history: History, rate: float, now: float) -> float:
+    """The rate at which to plan: `rate`, or more where the trend carried over the cold start (start_ahead) climbs
+    past what the plan's margin for growth covers. A load that has climbed for minutes climbs on while the replicas
+    asked for start: planning for the load now, a 10-minute ramp to 5x outran a new node's 3-10 minute starts by 1-4
+    pods and lost 4.7% of its requests. The utilization margin (1 - targetUtilization) is for a prediction's error
+    and for growth; held() keeps HELD_MARGIN of it for the error, so the rest is what growth may use: the plan at
+    targetUtilization for the rate returned reaches only the held utilization at the rate the trend reaches (a
+    compressed day's climb over 20-60 s starts stays within it, and so does a stationary load's noise)."""
+    climb = trend(history) * start_ahead(history, now)
+    if climb <= 0:
+        return rate
+    target = spec.autoscaling.target_utilization
+    return max(rate, (rate + climb) * target / held_limits(spec)[1])
 
 
 def candidate(spec: InferenceServiceSpec, replicas: int, delay_us: int | None = None,
@@ -479,7 +554,10 @@ def _seen(spec: InferenceServiceSpec, obs: Observation, model: CapacityModel, ra
     fresh_ms = (obs.queue_ms or 0.0) + (obs.compute_ms or 0.0)
     per_pod = f", {best.batching.instance_count} instance(s) per pod" if len(instance_choices(spec)) > 1 else ""
     seen_rate = obs.arrival_rate or 0.0
-    rising = f" (rising: {rate:.1f} req/s projected)" if rate > seen_rate else ""
+    climb = trend(history)
+    lasting = f", {60 * climb:.0f} req/s a minute or more for {TREND_MARKS - 1} minutes over a {start_ahead(history, now):.0f} s " \
+        "cold start" if climb > 0 and start_ahead(history, now) > 0 else ""
+    rising = f" (rising: {rate:.1f} req/s projected{lasting})" if rate > seen_rate else ""
     text = (f"{seen_rate:.1f} req/s{rising}, p{spec.slo.percentile} {obs.latency_ms or 0.0:.0f} ms (mean {fresh_ms:.0f} ms) vs "
             f"SLO {slo:g} ms; predicted {_ms(best.prediction.latency_ms)} at {best.replicas} replica(s), queue delay "
             f"{best.batching.queue_delay_us} us{per_pod}")
@@ -513,6 +591,8 @@ def _propose(spec: InferenceServiceSpec, obs: Observation, history: History, mod
     bounds, current = spec.autoscaling, obs.replicas
     rate = projected(spec, obs, history, now)
     history = replace(steady(history, obs.arrival_rate or 0.0, now), last_rate=(now, obs.arrival_rate or 0.0))
+    history = started(marked(history, obs.arrival_rate or 0.0, now), obs, now)
+    rate = ahead(spec, history, rate, now)
     history = seen_slow(spec, obs, history, now)
     model = learn(spec, obs, model, history, now)
     history = replace(history, model=model)
@@ -580,7 +660,10 @@ def _replicas(spec: InferenceServiceSpec, obs: Observation, history: History, mo
     else:
         # The way-up utilization (a gap of 0.1 below it held a pod too many on Gamma CV 4; README "The scale-down
         # band"): the window's highest proposal (limits.py) and seen_slow() keep the way down from flapping instead.
-        down_to = plan(spec, model, rate, slo * SCALE_DOWN_FRACTION, target_util).replicas
+        # While the load climbs for minutes (trend), at the rate it climbs to: a count sized for now would be
+        # removed from the replicas still starting for the climb (8 -> 6 -> 7 pods on a ramp with a new node).
+        down_rate = projected_rate if trend(history) > 0 else rate
+        down_to = plan(spec, model, down_rate, slo * SCALE_DOWN_FRACTION, target_util).replicas
         if history.slow_at is not None and down_to <= history.slow_at and down_to < current:
             message = (f"{seen.text}; {down_to} would do by the model, but p{spec.slo.percentile} was over "
                        f"{TARGET_FRACTION * slo:g} ms at {history.slow_at} replica(s) at this load: keeping more")
