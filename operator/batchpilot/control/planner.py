@@ -82,7 +82,8 @@ TREND_FLOOR = 0.02
 """Each step of a trend rises at least this fraction of its starting rate per minute. The compressed day's morning
 rise (its minutes 44-50) climbed 85-108 req/s a minute at 2,600-3,300 req/s, about 3%; a 30 s rate of Gamma CV 8
 arrivals at 3,650 req/s wanders by about 2.4% (one standard deviation: a renewal count's variance is CV^2 times its
-mean), so three such steps in a row by chance are rare."""
+mean): a step of two readings a minute apart spreads by 3.4%, passes 2% by chance about 28% of the time, and three
+in a row about 2% (what ahead() then plans for stays within the utilization margin unless the starts are long)."""
 STARTS_SEEN = 5
 """The cold starts remembered (History.starts): the longest of them is expected of the next. Starts vary (a new
 node takes 3-10 minutes); planning a climb over the last one alone left a compressed day's rise short by two pods
