@@ -77,7 +77,7 @@ TREND_STEP_S = 60.0
 """The arrival rate is marked this often (History.rate_marks) to see a rise that lasts minutes (trend)."""
 TREND_MARKS = 4
 """A trend is a rise over every one of the last TREND_MARKS - 1 steps: three minutes of climbing, which a step or a
-flash crowd (one jump, then flat) never shows, nor a stationary load's noise."""
+flash crowd (one jump, then flat) never shows, and a stationary load's noise rarely (TREND_FLOOR)."""
 TREND_FLOOR = 0.02
 """Each step of a trend rises at least this fraction of its starting rate per minute. The compressed day's morning
 rise (its minutes 44-50) climbed 85-108 req/s a minute at 2,600-3,300 req/s, about 3%; a 30 s rate of Gamma CV 8
