@@ -25,6 +25,12 @@ from batchpilot.control.types import History
 from factories import NOW, observation, service_spec
 
 
+def spec(hi: int = 20) -> InferenceServiceSpec:
+    return service_spec(model={"maxBatchSize": 4, "profile": factories.profile()}, slo_ms=150,
+                        autoscaling={"minReplicas": 1, "maxReplicas": hi,
+                                     "scaleDown": {"stabilizationSeconds": 60}})
+
+
 def marks(*rates: float, step: float = TREND_STEP_S) -> History:
     """History whose trend marks read `rates`, `step` seconds apart, the last at NOW."""
     n = len(rates)
@@ -63,7 +69,7 @@ def test_the_cold_start_is_timed_from_the_first_tick_that_sees_replicas_starting
     assert history.asked == (NOW, 4) and start_ahead(history, NOW + 60) == 60.0
     history = started(history, observation(5, 100.0, ready=4), NOW + 200)  # the 4 asked for are ready
     assert (history.starts, history.asked) == ((200.0,), (NOW + 200, 5))  # the 5th is timed from now
-    assert start_ahead(history, NOW + 260) == 200.0  # the last start measured outranks 60 s of waiting
+    assert start_ahead(history, NOW + 260) == 200.0  # the longest start measured outranks 60 s of waiting
     assert start_ahead(history, NOW + 500) == 300.0  # waiting longer than it did: the wait so far
     assert start_ahead(history, NOW + 5000) == START_AHEAD_MAX_S
 
@@ -92,12 +98,6 @@ def test_the_trend_is_carried_over_the_cold_start_past_what_the_margin_for_growt
     assert ahead(s, replace(history, starts=(60.0,)), 1200.0, NOW) == 1200.0
     assert ahead(s, replace(history, starts=()), 1200.0, NOW) == 1200.0  # no start seen yet: nothing ahead
     assert ahead(s, replace(history, rate_marks=history.rate_marks[1:]), 1200.0, NOW) == 1200.0  # no trend
-
-
-def spec(hi: int = 20) -> InferenceServiceSpec:
-    return service_spec(model={"maxBatchSize": 4, "profile": factories.profile()}, slo_ms=150,
-                        autoscaling={"minReplicas": 1, "maxReplicas": hi,
-                                     "scaleDown": {"stabilizationSeconds": 60}})
 
 
 def test_a_climbing_load_asks_for_the_replicas_it_will_need_once_they_have_started() -> None:

@@ -557,9 +557,9 @@ def _seen(spec: InferenceServiceSpec, obs: Observation, model: CapacityModel, ra
     fresh_ms = (obs.queue_ms or 0.0) + (obs.compute_ms or 0.0)
     per_pod = f", {best.batching.instance_count} instance(s) per pod" if len(instance_choices(spec)) > 1 else ""
     seen_rate = obs.arrival_rate or 0.0
-    climb = trend(history)
-    lasting = f", {60 * climb:.0f} req/s a minute or more for {TREND_MARKS - 1} minutes over a {start_ahead(history, now):.0f} s " \
-        "cold start" if climb > 0 and start_ahead(history, now) > 0 else ""
+    climb, start = trend(history), start_ahead(history, now)
+    lasting = f", {60 * climb:.0f} req/s a minute or more for {TREND_MARKS - 1} minutes over a {start:.0f} s cold start" \
+        if climb > 0 and start > 0 else ""
     rising = f" (rising: {rate:.1f} req/s projected{lasting})" if rate > seen_rate else ""
     text = (f"{seen_rate:.1f} req/s{rising}, p{spec.slo.percentile} {obs.latency_ms or 0.0:.0f} ms (mean {fresh_ms:.0f} ms) vs "
             f"SLO {slo:g} ms; predicted {_ms(best.prediction.latency_ms)} at {best.replicas} replica(s), queue delay "
