@@ -11,6 +11,7 @@ from batchpilot.api.status import ObservedMetrics
 from batchpilot.build.pod_health import PodHealth
 from batchpilot.build.status import resumed_history, rfc3339
 from batchpilot.build.tick_status import Event, TickOutcome, tick_write
+from batchpilot.control.planner import start_ahead
 from batchpilot.control.types import (
     Decision,
     DecisionReason,
@@ -123,3 +124,16 @@ def test_the_burst_memory_is_written_and_a_restarted_operator_resumes_it() -> No
     resumed = resumed_history(status)
     assert (resumed.removed_at, resumed.missed_at, resumed.burst_returned_at) == (NOW - 600, NOW - 300, NOW - 60)
     assert set(write(outcome())[0]) == BASE_KEYS  # nothing remembered, nothing written
+
+
+def test_the_cold_starts_measured_are_written_and_a_restarted_operator_plans_a_climb_over_them() -> None:
+    """A new leader that forgot a new node's 3-10 minute starts would plan a climb over none until one more scale-up
+    had finished (planner.start_ahead), as the ramp that lost 4.7% of its requests did."""
+    history = History(starts=(184.04, 412.5, 233.0))
+    o = outcome()
+    status, _ = write(TickOutcome(o.observation, replace(o.decision, history=history), None, False, None, HEALTHY))
+    assert status["coldStartSeconds"] == [184.0, 412.5, 233.0]
+    resumed = resumed_history(status)
+    assert resumed.starts == (184.0, 412.5, 233.0)
+    assert start_ahead(resumed, NOW) == 412.5
+    assert resumed_history({"coldStartSeconds": [90, "x", -1]}).starts == (90.0,)  # edited by hand: what reads

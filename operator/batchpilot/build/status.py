@@ -277,28 +277,34 @@ def last_decision(obs: Observation, decision: Decision, now: float, retuned: Tun
 
 def resumed_history(status: dict[str, Any]) -> History:
     """The loop's memory after an operator restart: when it last scaled (status.lastScaleTime) and retuned
-    (status.lastDecision.at of a decision that changed batching), and its burst memory (status.lastScaleDownTime,
-    status.lastBurstMissTime, status.lastBurstReturnTime).
+    (status.lastDecision.at of a decision that changed batching), its burst memory (status.lastScaleDownTime,
+    status.lastBurstMissTime, status.lastBurstReturnTime) and the cold starts it measured (status.coldStartSeconds).
 
     Cooldowns and a hold for bursts then survive a restart, so an action is never doubled and a burst learned is not
-    lost again; what the model learned is relearned.
+    lost again, and a climb is planned over the cold start already seen; what the model learned, and the rate's
+    trend, are relearned (a scale-up under way at the restart is timed from the first tick after it).
     """
     last = status.get("lastDecision") or {}
     replicas = last.get("replicas") or {}
     scaled = status.get("lastScaleTime") or (last.get("at") if replicas.get("from") != replicas.get("to") else None)
     retuned = last.get("at") if last.get("batching") else None
+    starts = status.get("coldStartSeconds") or []
     return History(last_scale_at=_parse(scaled), last_retune_at=_parse(retuned),
                    removed_at=_parse(status.get("lastScaleDownTime")),
                    missed_at=_parse(status.get("lastBurstMissTime")),
-                   burst_returned_at=_parse(status.get("lastBurstReturnTime")))
+                   burst_returned_at=_parse(status.get("lastBurstReturnTime")),
+                   starts=tuple(float(s) for s in starts if isinstance(s, int | float) and s >= 0))
 
 
-def burst_memory(history: History) -> dict[str, str]:
-    """status.lastScaleDownTime, status.lastBurstMissTime and status.lastBurstReturnTime, those the loop has
-    (resumed_history reads them)."""
+def remembered(history: History) -> dict[str, Any]:
+    """What a restarted operator resumes (resumed_history), those the loop has: status.lastScaleDownTime,
+    status.lastBurstMissTime and status.lastBurstReturnTime (the burst memory) and status.coldStartSeconds."""
     times = {"lastScaleDownTime": history.removed_at, "lastBurstMissTime": history.missed_at,
              "lastBurstReturnTime": history.burst_returned_at}
-    return {key: rfc3339(at) for key, at in times.items() if at is not None}
+    kept: dict[str, Any] = {key: rfc3339(at) for key, at in times.items() if at is not None}
+    if history.starts:
+        kept["coldStartSeconds"] = [round(start, 1) for start in history.starts]
+    return kept
 
 
 def _parse(at: str | None) -> float | None:

@@ -71,7 +71,7 @@ def tick_write(outcome: TickOutcome, spec: InferenceServiceSpec, previous: list[
     if outcome.acted:
         status["lastScaleTime"] = render.rfc3339(now)
         events.append(Event("Normal", decision.reason, decision.message))
-    status.update(render.burst_memory(decision.history))
+    status.update(render.remembered(decision.history))
     if retuned is not None:
         failed = retuned.error is not None
         if not failed:
