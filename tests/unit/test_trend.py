@@ -74,6 +74,21 @@ def test_the_cold_start_is_timed_from_the_first_tick_that_sees_replicas_starting
     assert start_ahead(history, NOW + 5000) == START_AHEAD_MAX_S
 
 
+def test_a_scale_up_is_timed_from_the_decision_that_asked_for_it() -> None:
+    """The tick after a scale-up is the first to see its replicas starting: timed from there, every start was one
+    control period short of how long a replica asked for now takes to serve."""
+    s = spec()
+    seen = observation(3, 190.0, ready=3, latency_ms=400.0, queue_ms=300.0)  # a breach: more replicas
+    up = decide(s, seen, History(), NOW)
+    assert up.replicas > 3 and up.history.asked == (NOW, up.replicas), up.message
+    starting = observation(up.replicas, 190.0, ready=3, latency_ms=400.0, queue_ms=300.0)
+    assert decide(s, starting, up.history, NOW + 15).history.asked == (NOW, up.replicas)
+    ready = observation(up.replicas, 190.0, ready=up.replicas, latency_ms=100.0, queue_ms=5.0)
+    assert decide(s, ready, up.history, NOW + 45).history.starts == (45.0,)
+    kept = decide(s, observation(3, 100.0, ready=3, latency_ms=100.0, queue_ms=5.0), History(), NOW)
+    assert kept.replicas <= 3 and kept.history.asked is None, kept.message
+
+
 def test_the_longest_of_the_last_starts_is_expected_of_the_next() -> None:
     history, now = History(), NOW
     for took in (400.0, 200.0, 180.0, 190.0, 170.0, 160.0):  # a new node's 3-10 minutes

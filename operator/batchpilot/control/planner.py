@@ -138,8 +138,8 @@ def trend(history: History) -> float:
 
 def started(history: History, obs: Observation, now: float) -> History:
     """History with the cold start measured: the replicas asked for at `asked` are ready after now - asked, and
-    replicas starting now are timed from this tick (a scale-down while they start ends the timing without a
-    measure)."""
+    replicas starting that the loop did not time from its own scale-up (asking()), after a restart or a pod
+    replaced, are timed from this tick (a scale-down while they start ends the timing without a measure)."""
     asked, starts = history.asked, history.starts
     if asked is not None and obs.ready_replicas >= min(asked[1], obs.replicas):
         if obs.replicas >= asked[1]:
@@ -453,12 +453,22 @@ def _ms(value: float) -> str:
 
 def decide(spec: InferenceServiceSpec, obs: Observation, history: History, now: float) -> Decision:
     """The replicas (and, in auto batching, the queue delay and instances) for this observation, with the reason."""
-    decision = _planned(spec, obs, history, now)
+    decision = _planned(spec, obs, started(history, obs, now), now)
     if spec.autoscaling.mode == "external" and not spec.paused:
         decision = _external(spec, obs, decision)
     elif spec.replicas is not None and not spec.paused:
         decision = _manual(spec, obs, decision, now)
-    return paced(obs, decision, now)
+    return asking(obs, paced(obs, decision, now), now)
+
+
+def asking(obs: Observation, decision: Decision, now: float) -> Decision:
+    """The decision, with the start of the replicas it adds timed from now, when no start is being timed already
+    (started() measures it once they are all ready). A replica asked for now serves after that long: timed from the
+    next tick, which is the first to see it starting, every start measured one control period short."""
+    history = decision.history
+    if decision.replicas <= obs.replicas or history.asked is not None:
+        return decision
+    return replace(decision, history=replace(history, asked=(now, decision.replicas)))
 
 
 def _manual(spec: InferenceServiceSpec, obs: Observation, planned: Decision, now: float) -> Decision:
@@ -594,7 +604,7 @@ def _propose(spec: InferenceServiceSpec, obs: Observation, history: History, mod
     bounds, current = spec.autoscaling, obs.replicas
     rate = projected(spec, obs, history, now)
     history = replace(steady(history, obs.arrival_rate or 0.0, now), last_rate=(now, obs.arrival_rate or 0.0))
-    history = started(marked(history, obs.arrival_rate or 0.0, now), obs, now)
+    history = marked(history, obs.arrival_rate or 0.0, now)
     rate = ahead(spec, history, rate, now)
     history = seen_slow(spec, obs, history, now)
     model = learn(spec, obs, model, history, now)

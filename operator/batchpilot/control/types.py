@@ -186,10 +186,11 @@ class History:
     """(when, arrival rate) every planner.TREND_STEP_S or more, the last planner.TREND_MARKS: whether the load has
     risen steadily for minutes (planner.trend), not only since the previous tick."""
     asked: tuple[float, int] | None = None
-    """(when, replicas) at the first tick that saw replicas starting (more asked for than ready), until that many
-    are ready: how long the replicas asked for now will take at least (planner.start_ahead)."""
+    """(when, replicas) at the decision that asked for more replicas (planner.asking), or else at the first tick
+    that saw replicas starting (more asked for than ready), until that many are ready: how long the replicas asked
+    for now will take at least (planner.start_ahead)."""
     starts: tuple[float, ...] = ()
-    """How long the last planner.STARTS_SEEN replicas asked for took to be ready (from `asked` to ready): the
+    """How long the last planner.STARTS_SEEN scale-ups took to be ready (from `asked` to ready): the
     longest is the cold start the planner expects of a replica asked for now."""
     blind_at: float | None = None
     """The last tick without metrics (no arrival rate): no scale-down for one rate window after it (limits.py), while
