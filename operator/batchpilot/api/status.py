@@ -139,8 +139,9 @@ class InferenceServiceStatus(ApiModel):
     """When, while that held, the arrival rate last came back up to the bursts' highest (within 20% of it) after
     falling under it (RFC 3339): the hold lasts scaleDown.burstMemorySeconds from this too."""
     cold_start_seconds: list[float] | None = None
-    """How long the loop's last scale-ups (at most 5, oldest first) took, in seconds, from the first tick that saw
-    the replicas asked for starting until every one was ready: the planner carries a climbing load over the longest
-    (planner.start_ahead), and a restarted operator resumes them."""
+    """How long the loop's last scale-ups (at most 5, oldest first) took, in seconds, from the decision that asked
+    for the replicas (or the first tick that saw replicas starting that it had not asked for) until every one was
+    ready: the planner carries a climbing load over the longest (planner.start_ahead), and a restarted operator
+    resumes them."""
     conditions: list[Condition] | None = None
     """Ready, MetricsAvailable, Autoscaling, SLOMet, Stalled, Reconciling."""
