@@ -14,7 +14,8 @@ if TYPE_CHECKING:
 GOAL = 0.99
 """Attainment the issue sets for Batchpilot, and the bar a peer must clear to count as "best"."""
 TIMELINE_FAMILIES = ("batchpilot", "keda-rate", "hpa-queue-compute", "knative", "static", "oracle")
-"""Policies drawn in the timelines (at their best setting where swept): every policy would be unreadable."""
+"""Policies drawn in the timelines (Batchpilot at its default, the peers at their best setting where swept): every
+policy would be unreadable."""
 
 Row = dict[str, Any]
 
@@ -136,6 +137,20 @@ def write_report(out: Path, results: Sequence[RunResult], swept: Sequence[RunRes
     (out / "report.md").write_text("\n".join(lines) + "\n")
 
 
+def timeline_runs(runs: dict[tuple[str, str], list[RunResult]]) -> list[tuple[tuple[str, str], RunResult]]:
+    """The runs a timeline draws, each TIMELINE_FAMILIES policy once, on seed 0: Batchpilot at its default (what a
+    user runs), every peer at its best swept setting where there is one, else at its default."""
+    drawn: dict[str, tuple[tuple[str, str], RunResult]] = {}
+    for (family, setting), rs in runs.items():
+        seed0 = next((r for r in rs if r.timeline), None)
+        swept = setting.startswith("swept")
+        if seed0 is None or family not in TIMELINE_FAMILIES or (family == "batchpilot" and swept):
+            continue
+        if family not in drawn or swept:
+            drawn[family] = ((family, setting), seed0)
+    return list(drawn.values())
+
+
 def _plots(out: Path, service: str, trace: str, table: list[Row], runs: dict[tuple[str, str], list[RunResult]],
            sweep: Sequence[RunResult], slo_ms: float) -> None:
     import matplotlib
@@ -143,28 +158,25 @@ def _plots(out: Path, service: str, trace: str, table: list[Row], runs: dict[tup
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 5))
-    for s in sweep:
-        ax.scatter(s.metrics.gpu_hours, 100 * s.metrics.attainment, s=12, color="0.75")
-    for r in table:
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for i, s in enumerate(sweep):
+        ax.scatter(s.metrics.gpu_hours, 100 * s.metrics.attainment, s=12, color="0.75",
+                   label="a setting of the sweep (seed 0)" if i == 0 else None)
+    for r in table:  # a legend, not labels by the points: the best ones crowd the top left
         marker = "*" if r["policy"] == "batchpilot" else ("s" if r["setting"].startswith("swept") else "o")
-        ax.scatter(r["gpu"][0], 100 * r["att"][0], marker=marker, s=140 if marker == "*" else 40)
-        ax.annotate(f"{r['policy']} {r['setting'].split(' (')[0]}", (r["gpu"][0], 100 * r["att"][0]), fontsize=7,
-                    xytext=(3, 3), textcoords="offset points")
-    ax.axhline(100 * GOAL, color="red", lw=0.8, ls="--")
+        ax.scatter(r["gpu"][0], 100 * r["att"][0], marker=marker, s=160 if marker == "*" else 40,
+                   label=f"{r['policy']} {r['setting'].split(' (')[0]}")
+    ax.axhline(100 * GOAL, color="red", lw=0.8, ls="--", label=f"{100 * GOAL:g}% of requests")
     ax.set_xlabel("GPU-hours (billed)")
     ax.set_ylabel("SLO attainment, % of requests")
-    ax.set_title(f"{service} / {trace}: lower right is better (grey: sweep points, seed 0)")
+    ax.set_title(f"{service} / {trace}: upper left is better (mean of the seeds)")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(out / f"pareto-{service}-{trace}.png", dpi=110)
     plt.close(fig)
 
     fig, (load_ax, rep_ax, lat_ax) = plt.subplots(3, 1, figsize=(9, 8), sharex=True)
-    drawn: dict[str, tuple[tuple[str, str], RunResult]] = {}
-    for key, rs in runs.items():  # each family once: its swept best where there is one, else its default
-        if rs[0].timeline and key[0] in TIMELINE_FAMILIES and (key[0] not in drawn or key[1].startswith("swept")):
-            drawn[key[0]] = (key, rs[0])
-    shown = list(drawn.values())
+    shown = timeline_runs(runs)
     for (policy, setting), r in shown:
         minutes = range(len(r.timeline["load"]))
         rep_ax.step(minutes, r.timeline["replicas"], where="post", label=f"{policy} {setting.split(' (')[0]}")
@@ -178,9 +190,10 @@ def _plots(out: Path, service: str, trace: str, table: list[Row], runs: dict[tup
     rep_ax.legend(fontsize=7, ncol=2)
     lat_ax.axhline(slo_ms, color="red", ls="--", lw=0.8)
     lat_ax.set_yscale("log")
-    lat_ax.set_ylabel("p-latency per minute, ms")
+    lat_ax.set_ylabel("latency at the SLO percentile\nper minute, ms (failed: 10x SLO)")
     lat_ax.set_xlabel("minute")
-    load_ax.set_title(f"{service} / {trace}, seed 0 (peers at their best swept setting, else default)")
+    load_ax.set_title(f"{service} / {trace}, seed 0 (Batchpilot at its default, peers at their best swept "
+                      f"setting, else default)")
     fig.tight_layout()
     fig.savefig(out / f"timeline-{service}-{trace}.png", dpi=110)
     plt.close(fig)

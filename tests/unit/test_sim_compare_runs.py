@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
-from bench import sim_compare
+from bench import sim_compare, sim_report
 from bench.sim_compare import RunResult, RunSpec, RunStore, code_fingerprint, default_jobs, run_all
 
 from batchpilot.sim.metrics import RunMetrics
@@ -101,3 +101,19 @@ def test_warmup_lasts_the_longest_cold_start_and_five_minutes(args: list[str], w
     assert parsed.warmup_s == warmup_s
     sweeps, _ = sim_compare.plan(parsed)
     assert {s.warmup_s for s in sweeps} == {warmup_s}
+
+
+def test_a_timeline_draws_batchpilot_at_its_default_and_each_peer_at_its_best_swept_setting() -> None:
+    """The timeline is what a reader looks at first: the product as a user runs it, beside the fairest peers. It
+    once drew Batchpilot's own swept best (targetUtilization 0.5 on ramp + spike) and no Batchpilot default."""
+    def run(family: str, setting: str, seed: int = 0) -> RunResult:
+        r = result(seed)
+        return RunResult(r.spec, family, setting, r.metrics, r.wall_s, r.simulated_s, r.timeline if seed == 0 else {})
+
+    runs = {(f, s): [run(f, s, 1), run(f, s)] for f, s in [
+        ("batchpilot", "default"), ("batchpilot", "swept targetUtilization 0.5"), ("keda-rate", "default 729 req/s"),
+        ("keda-rate", "swept 365 req/s"), ("static", "peak 1-min"), ("ray-serve", "default 2")]}
+    drawn = sim_report.timeline_runs(runs)
+    assert [key for key, _ in drawn] == [("batchpilot", "default"), ("keda-rate", "swept 365 req/s"),
+                                         ("static", "peak 1-min")]
+    assert all(r.timeline for _, r in drawn)  # seed 0's, the one run with a timeline
